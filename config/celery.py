@@ -1,0 +1,22 @@
+"""The Celery application: configured from Django's settings (``CELERY_*``), tasks found in the apps."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("fleetpatch")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _create_broker_folders(sender: Celery, **kwargs: object) -> None:
+    """The filesystem transport expects its folders to exist; create them on first use."""
+    from django.conf import settings
+
+    for folder in getattr(settings, "CELERY_BROKER_FOLDERS", []):
+        folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class ComplianceStatus(models.TextChoices):
+    """Ordered from best to worst; see README "Compliance statuses" for the precedence."""
+
+    UP_TO_DATE = "up_to_date", _("Up to date")
+    UPDATE_PENDING = "update_pending", _("Update pending")
+    BEHIND = "behind", _("Behind")
+    CRITICAL = "critical", _("Critical")
+    UNSUPPORTED = "unsupported", _("Unsupported")
+    SILENT = "silent", _("Silent")
+    UNKNOWN = "unknown", _("Unknown")
+
+
+class BatteryStatus(models.TextChoices):
+    OK = "ok", _("OK")
+    DUE = "due", _("Due")
+    REPLACE_NOW = "replace_now", _("Replace now")
+    UNKNOWN = "unknown", _("Unknown")
+
+
+class CheckInSource(models.TextChoices):
+    API = "api", _("REST API")
+    AMAPI = "amapi", _("Android Management API")
+    HEADWIND = "headwind", _("Headwind MDM")
+    CSV = "csv", _("Spreadsheet import")
+    DEMO = "demo", _("Demo data")
+
+
+class BatteryEventKind(models.TextChoices):
+    REPLACEMENT = "replacement", _("Replacement")
+    READING = "reading", _("Health reading")

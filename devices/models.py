@@ -1,0 +1,276 @@
+"""Devices, what they report (check-ins), their batteries, and the history of their compliance."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from devices.choices import BatteryEventKind, BatteryStatus, CheckInSource, ComplianceStatus
+from devices.validators import validate_imei, validate_patch_level_not_in_future
+from updates.choices import Channel
+
+_PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
+
+
+class Device(models.Model):
+    """One handset, its last reported state, and its compliance as the engine last computed it."""
+
+    organisation = models.ForeignKey(
+        "fleet.Organisation", on_delete=models.CASCADE, related_name="devices", verbose_name=_("organisation")
+    )
+    fleet = models.ForeignKey(
+        "fleet.Fleet", on_delete=models.SET_NULL, null=True, blank=True, related_name="devices", verbose_name=_("fleet")
+    )
+    serial = models.CharField(_("serial number"), max_length=64)
+    # NULL, not "", for a device without IMEI: the per-organisation uniqueness applies only to real IMEIs.
+    imei = models.CharField(_("IMEI"), max_length=15, null=True, blank=True, validators=[validate_imei])  # noqa: DJ001
+    asset_tag = models.CharField(_("asset tag"), max_length=64, blank=True)
+    assignee = models.CharField(_("assignee"), max_length=200, blank=True)
+    model = models.ForeignKey(
+        "updates.DeviceModel",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="devices",
+        verbose_name=_("model"),
+    )
+    channel = models.CharField(_("update channel"), max_length=10, choices=Channel.choices, default=Channel.STABLE)
+    enrolled_at = models.DateTimeField(_("enrolled at"), default=timezone.now)
+    retired_at = models.DateTimeField(_("retired at"), null=True, blank=True)
+
+    # Last reported state (from the newest check-in; older reports never overwrite it).
+    current_build = models.ForeignKey(
+        "updates.OSBuild",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("current build"),
+    )
+    reported_build_number = models.CharField(
+        _("reported build number"),
+        max_length=100,
+        blank=True,
+        help_text=_("As the device reported it, even when the catalogue does not know it."),
+    )
+    android_version = models.CharField(_("Android version"), max_length=20, blank=True)
+    security_patch_level = models.DateField(
+        _("security patch level"), null=True, blank=True, validators=[validate_patch_level_not_in_future]
+    )
+    last_check_in_at = models.DateTimeField(_("last check-in"), null=True, blank=True)
+    battery_level_pct = models.PositiveSmallIntegerField(
+        _("battery level (%)"), null=True, blank=True, validators=_PERCENT
+    )
+    battery_health_pct = models.PositiveSmallIntegerField(
+        _("battery health (%)"), null=True, blank=True, validators=_PERCENT
+    )
+    battery_cycle_count = models.PositiveIntegerField(_("battery charge cycles"), null=True, blank=True)
+    battery_installed_on = models.DateField(_("battery installed on"), null=True, blank=True)
+
+    # Compliance, denormalised and kept current by the engine (updates.compliance).
+    compliance_status = models.CharField(
+        _("compliance status"),
+        max_length=20,
+        choices=ComplianceStatus.choices,
+        default=ComplianceStatus.UNKNOWN,
+    )
+    status_since = models.DateTimeField(_("status since"), default=timezone.now)
+    behind_since = models.DateField(_("behind since"), null=True, blank=True)
+    latest_build = models.ForeignKey(
+        "updates.OSBuild",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("target build"),
+    )
+    builds_behind = models.PositiveIntegerField(_("builds behind"), default=0)
+    battery_status = models.CharField(
+        _("battery status"), max_length=20, choices=BatteryStatus.choices, default=BatteryStatus.UNKNOWN
+    )
+
+    class Meta:
+        ordering = ["organisation", "serial"]
+        verbose_name = _("device")
+        verbose_name_plural = _("devices")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "serial"],
+                name="device_unique_serial",
+                violation_error_message=_("This organisation already has a device with this serial number."),
+            ),
+            models.UniqueConstraint(
+                fields=["organisation", "imei"],
+                condition=Q(imei__isnull=False),
+                name="device_unique_imei",
+                violation_error_message=_("This organisation already has a device with this IMEI."),
+            ),
+            models.CheckConstraint(
+                condition=Q(imei__isnull=True) | Q(imei__regex=r"^[0-9]{15}$"),
+                name="device_imei_is_15_digits",
+                violation_error_message=_("An IMEI has exactly 15 digits."),
+            ),
+            models.CheckConstraint(
+                condition=Q(battery_health_pct__isnull=True) | Q(battery_health_pct__lte=100),
+                name="device_battery_health_is_a_percentage",
+                violation_error_message=_("Battery health is a percentage between 0 and 100."),
+            ),
+            models.CheckConstraint(
+                condition=Q(battery_level_pct__isnull=True) | Q(battery_level_pct__lte=100),
+                name="device_battery_level_is_a_percentage",
+                violation_error_message=_("Battery level is a percentage between 0 and 100."),
+            ),
+        ]
+        indexes = [
+            # Admin and API lists: an organisation's devices by status, keyset-paginated on id.
+            models.Index(fields=["organisation", "compliance_status", "id"], name="device_org_status_idx"),
+            # The engine: devices of a model on a given build (catalogue changes, "builds behind").
+            models.Index(fields=["model", "current_build"], name="device_model_build_idx"),
+            # The sweep and "last seen" filters.
+            models.Index(fields=["last_check_in_at"], name="device_last_check_in_idx"),
+            models.Index(fields=["organisation", "battery_status"], name="device_org_battery_idx"),
+            models.Index(fields=["imei"], name="device_imei_idx"),
+            models.Index(fields=["asset_tag"], name="device_asset_tag_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.serial
+
+
+class CheckIn(models.Model):
+    """An append-only report from an MDM of what a device ran at one moment."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="check_ins", verbose_name=_("device"))
+    reported_at = models.DateTimeField(_("reported at"))
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
+    source = models.CharField(_("source"), max_length=20, choices=CheckInSource.choices, default=CheckInSource.API)
+    build_number = models.CharField(_("build number"), max_length=100, blank=True)
+    build = models.ForeignKey(
+        "updates.OSBuild",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="check_ins",
+        verbose_name=_("build"),
+        help_text=_("The catalogue build matching the build number, when it was known at the time."),
+    )
+    android_version = models.CharField(_("Android version"), max_length=20, blank=True)
+    security_patch_level = models.DateField(_("security patch level"), null=True, blank=True)
+    battery_level_pct = models.PositiveSmallIntegerField(
+        _("battery level (%)"), null=True, blank=True, validators=_PERCENT
+    )
+    battery_health_pct = models.PositiveSmallIntegerField(
+        _("battery health (%)"), null=True, blank=True, validators=_PERCENT
+    )
+    battery_cycle_count = models.PositiveIntegerField(_("battery charge cycles"), null=True, blank=True)
+    agent_version = models.CharField(_("agent version"), max_length=50, blank=True)
+    raw = models.JSONField(_("raw payload"), null=True, blank=True, help_text=_("The report as received, for audit."))
+
+    class Meta:
+        verbose_name = _("check-in")
+        verbose_name_plural = _("check-ins")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "reported_at", "source"],
+                name="checkin_idempotent",
+                violation_error_message=_("This report was already received."),
+            ),
+            models.CheckConstraint(
+                condition=Q(battery_health_pct__isnull=True) | Q(battery_health_pct__lte=100),
+                name="checkin_battery_health_is_a_percentage",
+                violation_error_message=_("Battery health is a percentage between 0 and 100."),
+            ),
+            models.CheckConstraint(
+                condition=Q(battery_level_pct__isnull=True) | Q(battery_level_pct__lte=100),
+                name="checkin_battery_level_is_a_percentage",
+                violation_error_message=_("Battery level is a percentage between 0 and 100."),
+            ),
+        ]
+        indexes = [
+            # A device's timeline, newest first. The unique constraint above already covers
+            # (device, reported_at), so no second index is needed for it.
+            models.Index(fields=["build", "reported_at"], name="checkin_build_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device} @ {self.reported_at:%Y-%m-%d %H:%M}"
+
+
+class BatteryEvent(models.Model):
+    """A battery replacement, or a health reading taken by a technician."""
+
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="battery_events", verbose_name=_("device")
+    )
+    kind = models.CharField(
+        _("kind"), max_length=20, choices=BatteryEventKind.choices, default=BatteryEventKind.REPLACEMENT
+    )
+    occurred_at = models.DateTimeField(_("when"), default=timezone.now)
+    part_serial = models.CharField(_("part serial number"), max_length=100, blank=True)
+    health_pct = models.PositiveSmallIntegerField(_("health (%)"), null=True, blank=True, validators=_PERCENT)
+    reason = models.CharField(_("reason"), max_length=255, blank=True)
+    performed_by = models.CharField(_("performed by"), max_length=200, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("recorded by"),
+    )
+    created_at = models.DateTimeField(_("recorded at"), default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        verbose_name = _("battery event")
+        verbose_name_plural = _("battery events")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(health_pct__isnull=True) | Q(health_pct__lte=100),
+                name="batteryevent_health_is_a_percentage",
+                violation_error_message=_("Battery health is a percentage between 0 and 100."),
+            ),
+        ]
+        indexes = [models.Index(fields=["device", "occurred_at"], name="batteryevent_device_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.device} {self.occurred_at:%Y-%m-%d}"
+
+
+class StatusChange(models.Model):
+    """One compliance transition of one device; written once, never rewritten."""
+
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="status_changes", verbose_name=_("device")
+    )
+    # Denormalised so digests and dashboards read an organisation's history without a join.
+    organisation = models.ForeignKey(
+        "fleet.Organisation", on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation")
+    )
+    from_status = models.CharField(_("from"), max_length=20, choices=ComplianceStatus.choices)
+    to_status = models.CharField(_("to"), max_length=20, choices=ComplianceStatus.choices)
+    changed_at = models.DateTimeField(_("changed at"), default=timezone.now)
+    reason = models.CharField(_("reason"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("status change")
+        verbose_name_plural = _("status changes")
+        constraints = [
+            # A device cannot change status twice at the same instant: makes overlapping writers safe.
+            models.UniqueConstraint(fields=["device", "changed_at"], name="statuschange_once_per_instant"),
+            models.CheckConstraint(
+                condition=~Q(from_status=models.F("to_status")),
+                name="statuschange_is_a_change",
+                violation_error_message=_("A status change must change the status."),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organisation", "changed_at"], name="statuschange_org_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device}: {self.from_status} → {self.to_status}"

@@ -1,0 +1,54 @@
+"""Shared fixtures: the personas every permission test speaks of, and service availability."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from fleet.choices import Role
+from tests.factories import MembershipFactory, OrganisationFactory, UserFactory
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_service(available: bool, reason: str) -> None:
+    """Skip with a reason on a laptop without the service; fail in CI, where it must be there."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI must provide it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def org_a(db):
+    return OrganisationFactory(name="Ministère A", slug="org-a")
+
+
+@pytest.fixture
+def org_b(db):
+    return OrganisationFactory(name="Company B", slug="org-b")
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(username="root", is_superuser=True)
+
+
+@pytest.fixture
+def manager_a(org_a):
+    """A staff user who manages organisation A and nothing else."""
+    return MembershipFactory(user=UserFactory(username="manager-a"), organisation=org_a, role=Role.MANAGER).user
+
+
+@pytest.fixture
+def viewer_a(org_a):
+    """A staff user who may only look at organisation A."""
+    return MembershipFactory(user=UserFactory(username="viewer-a"), organisation=org_a, role=Role.VIEWER).user
+
+
+@pytest.fixture
+def manager_b(org_b):
+    """A staff user of organisation B, who must see nothing of A."""
+    return MembershipFactory(user=UserFactory(username="manager-b"), organisation=org_b, role=Role.MANAGER).user

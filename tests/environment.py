@@ -1,0 +1,14 @@
+"""Environment for the test run, loaded as a pytest plugin before Django's settings are imported.
+
+Production settings refuse to start without SECRET_KEY; the tests bring their own throwaway key
+rather than weakening that rule. Everything else (DATABASE_URL, CELERY_BROKER_URL) is taken from
+the environment as it is, so the same suite runs on the embedded defaults and on real services.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-insecure-key-never-used-in-production")
+# The test client speaks plain HTTP; production keeps redirecting to HTTPS by default.
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")

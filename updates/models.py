@@ -1,0 +1,133 @@
+"""The software catalogue: manufacturers, device models with their support dates, and OS builds."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from updates.choices import Channel
+
+
+class Manufacturer(models.Model):
+    """A maker of devices (Crosscall, Samsung, Zebra...)."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    slug = models.SlugField(_("slug"), max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("manufacturer")
+        verbose_name_plural = _("manufacturers")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeviceModel(models.Model):
+    """One model of handset and the dates its manufacturer supports it until."""
+
+    manufacturer = models.ForeignKey(
+        Manufacturer, on_delete=models.PROTECT, related_name="models", verbose_name=_("manufacturer")
+    )
+    name = models.CharField(_("name"), max_length=150)
+    slug = models.SlugField(_("slug"), max_length=150)
+    launched_on = models.DateField(_("launched on"), null=True, blank=True)
+    security_support_until = models.DateField(
+        _("security updates until"),
+        null=True,
+        blank=True,
+        help_text=_("Last day the manufacturer ships security updates (endoflife.date's 'eol'). Empty: not announced."),
+    )
+    os_support_until = models.DateField(
+        _("OS upgrades until"),
+        null=True,
+        blank=True,
+        help_text=_("Last day of Android version upgrades (endoflife.date's 'eoas'). Empty: not announced."),
+    )
+
+    class Meta:
+        ordering = ["manufacturer__name", "name"]
+        verbose_name = _("device model")
+        verbose_name_plural = _("device models")
+        constraints = [
+            models.UniqueConstraint(fields=["manufacturer", "name"], name="devicemodel_unique_name"),
+            models.UniqueConstraint(fields=["manufacturer", "slug"], name="devicemodel_unique_slug"),
+            models.CheckConstraint(
+                condition=Q(os_support_until__isnull=True)
+                | Q(launched_on__isnull=True)
+                | Q(os_support_until__gte=models.F("launched_on")),
+                name="devicemodel_os_support_after_launch",
+                violation_error_message=_("OS upgrades cannot end before the model is launched."),
+            ),
+            models.CheckConstraint(
+                condition=Q(security_support_until__isnull=True)
+                | Q(launched_on__isnull=True)
+                | Q(security_support_until__gte=models.F("launched_on")),
+                name="devicemodel_security_support_after_launch",
+                violation_error_message=_("Security updates cannot end before the model is launched."),
+            ),
+        ]
+        indexes = [models.Index(fields=["security_support_until"], name="devicemodel_eos_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.manufacturer} {self.name}"
+
+    def is_supported_on(self, day: dt.date) -> bool:
+        return self.security_support_until is None or day <= self.security_support_until
+
+
+class OSBuild(models.Model):
+    """One build of the OS for one model, published by its manufacturer or privately by an organisation."""
+
+    model = models.ForeignKey(DeviceModel, on_delete=models.CASCADE, related_name="builds", verbose_name=_("model"))
+    build_number = models.CharField(_("build number"), max_length=100)
+    android_version = models.CharField(_("Android version"), max_length=20, blank=True)
+    security_patch_level = models.DateField(_("security patch level"))
+    released_at = models.DateTimeField(_("released at"))
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices, default=Channel.STABLE)
+    organisation = models.ForeignKey(
+        "fleet.Organisation",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="private_builds",
+        verbose_name=_("organisation"),
+        help_text=_("Set for a private build of an in-house OS; empty for the manufacturer's public build."),
+    )
+    is_revoked = models.BooleanField(
+        _("revoked"), default=False, help_text=_("A revoked (pulled) build is never the latest build.")
+    )
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    notes = models.TextField(_("notes"), blank=True)
+
+    class Meta:
+        ordering = ["model", "-released_at"]
+        verbose_name = _("OS build")
+        verbose_name_plural = _("OS builds")
+        constraints = [
+            # NULL organisation means "public": two partial constraints make it unique too,
+            # on SQLite and on PostgreSQL alike (NULLs are otherwise distinct).
+            models.UniqueConstraint(
+                fields=["model", "build_number"],
+                condition=Q(organisation__isnull=True),
+                name="osbuild_unique_public_build",
+                violation_error_message=_("This model already has a public build with this number."),
+            ),
+            models.UniqueConstraint(
+                fields=["model", "build_number", "organisation"],
+                condition=Q(organisation__isnull=False),
+                name="osbuild_unique_private_build",
+                violation_error_message=_("This organisation already has a build of this model with this number."),
+            ),
+        ]
+        indexes = [
+            # "Latest build for (model, channel)" and "builds released after X".
+            models.Index(fields=["model", "channel", "released_at"], name="osbuild_latest_idx"),
+            models.Index(fields=["build_number"], name="osbuild_number_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.build_number
