@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -92,9 +95,12 @@ class Device(models.Model):
     battery_status = models.CharField(
         _("battery status"), max_length=20, choices=BatteryStatus.choices, default=BatteryStatus.UNKNOWN
     )
+    is_waived = models.BooleanField(
+        _("waived"), default=False, help_text=_("Covered by an active waiver: real status kept, left out of alerts.")
+    )
 
     class Meta:
-        ordering = ["organisation", "serial"]
+        ordering = ["organisation_id", "serial"]
         verbose_name = _("device")
         verbose_name_plural = _("devices")
         constraints = [
@@ -135,10 +141,19 @@ class Device(models.Model):
             models.Index(fields=["organisation", "battery_status"], name="device_org_battery_idx"),
             models.Index(fields=["imei"], name="device_imei_idx"),
             models.Index(fields=["asset_tag"], name="device_asset_tag_idx"),
+            # Exact serial search across organisations (superusers); members use (organisation, serial).
+            models.Index(fields=["serial"], name="device_serial_idx"),
         ]
 
     def __str__(self) -> str:
         return self.serial
+
+    def patch_age_days(self, today: dt.date | None = None) -> int | None:
+        """Days since the security patch level it reports (or its build's), None when unknown."""
+        level = self.security_patch_level or (self.current_build.security_patch_level if self.current_build else None)
+        if level is None:
+            return None
+        return ((today or timezone.now().date()) - level).days
 
 
 class CheckIn(models.Model):
@@ -260,8 +275,6 @@ class StatusChange(models.Model):
         verbose_name = _("status change")
         verbose_name_plural = _("status changes")
         constraints = [
-            # A device cannot change status twice at the same instant: makes overlapping writers safe.
-            models.UniqueConstraint(fields=["device", "changed_at"], name="statuschange_once_per_instant"),
             models.CheckConstraint(
                 condition=~Q(from_status=models.F("to_status")),
                 name="statuschange_is_a_change",
@@ -270,7 +283,66 @@ class StatusChange(models.Model):
         ]
         indexes = [
             models.Index(fields=["organisation", "changed_at"], name="statuschange_org_time_idx"),
+            models.Index(fields=["device", "changed_at"], name="statuschange_device_time_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.device}: {self.from_status} → {self.to_status}"
+
+
+class Waiver(models.Model):
+    """A time-bounded exemption of one device or one fleet from alerts; the real status is kept."""
+
+    organisation = models.ForeignKey(
+        "fleet.Organisation", on_delete=models.CASCADE, related_name="waivers", verbose_name=_("organisation")
+    )
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, null=True, blank=True, related_name="waivers", verbose_name=_("device")
+    )
+    fleet = models.ForeignKey(
+        "fleet.Fleet", on_delete=models.CASCADE, null=True, blank=True, related_name="waivers", verbose_name=_("fleet")
+    )
+    reason = models.CharField(_("reason"), max_length=255)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("granted by"),
+    )
+    granted_at = models.DateTimeField(_("granted at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-granted_at"]
+        verbose_name = _("waiver")
+        verbose_name_plural = _("waivers")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(device__isnull=False, fleet__isnull=True) | Q(device__isnull=True, fleet__isnull=False),
+                name="waiver_covers_a_device_or_a_fleet",
+                violation_error_message=_("A waiver covers either one device or one fleet."),
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("granted_at")),
+                name="waiver_expires_after_grant",
+                violation_error_message=_("A waiver must expire after it is granted."),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["device", "expires_at"], name="waiver_device_idx"),
+            models.Index(fields=["fleet", "expires_at"], name="waiver_fleet_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device or self.fleet} ({self.reason})"
+
+    def clean(self) -> None:
+        for covered in (self.device, self.fleet):
+            if covered is not None and self.organisation_id and covered.organisation_id != self.organisation_id:
+                raise ValidationError(_("A waiver can only cover devices and fleets of its own organisation."))
+
+    def is_active_at(self, moment: dt.datetime) -> bool:
+        return self.revoked_at is None and self.granted_at <= moment < self.expires_at

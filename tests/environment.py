@@ -12,3 +12,7 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-insecure-key-never-used-in-production")
 # The test client speaks plain HTTP; production keeps redirecting to HTTPS by default.
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+# Tasks enqueued by committed transactions run inline in the test process instead of landing in a
+# broker a developer's `make run` worker would then consume. Integration tests start real workers
+# with their own environment.
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -131,3 +133,48 @@ class OSBuild(models.Model):
 
     def __str__(self) -> str:
         return self.build_number
+
+
+class BuildPin(models.Model):
+    """An organisation's validated target build for one model; compliance is measured against it."""
+
+    organisation = models.ForeignKey(
+        "fleet.Organisation", on_delete=models.CASCADE, related_name="build_pins", verbose_name=_("organisation")
+    )
+    model = models.ForeignKey(DeviceModel, on_delete=models.CASCADE, related_name="pins", verbose_name=_("model"))
+    build = models.ForeignKey(OSBuild, on_delete=models.CASCADE, related_name="pins", verbose_name=_("pinned build"))
+    pinned_at = models.DateTimeField(
+        _("pinned at"),
+        help_text=_("Devices get the grace period from this moment (or the build's release, if later)."),
+    )
+    pinned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("pinned by"),
+    )
+    note = models.CharField(_("note"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("build pin")
+        verbose_name_plural = _("build pins")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "model"],
+                name="buildpin_one_per_model",
+                violation_error_message=_("This organisation already pins a build for this model."),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} → {self.build}"
+
+    def clean(self) -> None:
+        if self.build_id and self.model_id and self.build.model_id != self.model_id:
+            raise ValidationError({"build": _("This build is for another model.")})
+        if self.build_id and self.build.organisation_id not in (None, self.organisation_id):
+            raise ValidationError({"build": _("This build belongs to another organisation.")})
+        if self.build_id and self.build.is_revoked:
+            raise ValidationError({"build": _("A revoked build cannot be pinned.")})

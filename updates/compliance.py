@@ -1,0 +1,411 @@
+"""The compliance engine: one set of rules, evaluated in SQL for one device, one model or the whole fleet.
+
+Every path (a check-in, a catalogue change, the periodic sweep) calls :func:`recompute`, which
+runs the same statement with a different ``WHERE``. The rules, in order of precedence (the first
+that matches wins), are documented in README.md ("Compliance statuses"):
+
+1. ``unknown``      never reported;
+2. ``silent``       no check-in for ``max_silence_days`` or more;
+3. ``unsupported``  the model is past ``security_support_until``;
+4. ``unknown``      the model is unknown, or the reported build is not in the catalogue;
+5. ``critical``     the security patch level is older than ``max_patch_age_days``;
+6. ``behind``       a build it should run was released (or pinned) ``grace_days`` or more ago;
+7. ``update_pending`` such a build exists, still within its grace;
+8. ``up_to_date``   otherwise.
+
+The target build of a device is its organisation's pin for the model if there is one (and it is
+not revoked), else the newest non-revoked build of its model that it may run: public builds and
+its own organisation's private builds; stable devices take stable builds, beta devices take both.
+
+Algorithm of :func:`recompute`:
+
+1. One SELECT computes, for every device in scope, its new status, ``behind_since``, target build,
+   builds behind, battery status and waiver flag, and keeps only the rows where one of them differs
+   from what is stored.
+2. Those rows are written and one StatusChange per status transition is inserted:
+   on PostgreSQL in the same statement (a data-modifying CTE); the UPDATE only touches a row whose
+   status is still the one read in step 1, so two overlapping recomputes cannot both record the
+   same transition. On SQLite, writers are serialised (``BEGIN IMMEDIATE``), so the rows read in
+   step 1 are written with two batched statements in the same transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from devices.choices import BatteryStatus, ComplianceStatus
+from devices.models import Device, StatusChange, Waiver
+from fleet.models import CompliancePolicy
+from updates.models import BuildPin, DeviceModel, OSBuild
+
+
+def _default(field: str) -> int:
+    return CompliancePolicy._meta.get_field(field).default
+
+
+# Thresholds used when neither the device's fleet nor its organisation has a policy.
+DEFAULT_THRESHOLDS = {
+    field: _default(field)
+    for field in (
+        "grace_days",
+        "max_patch_age_days",
+        "max_silence_days",
+        "battery_max_age_days",
+        "battery_min_health_pct",
+        "eos_warning_days",
+    )
+}
+
+
+@dataclasses.dataclass
+class RecomputeResult:
+    """What one recompute changed: rows written, and transitions by the status entered."""
+
+    updated: int = 0
+    transitions: Counter = dataclasses.field(default_factory=Counter)
+
+    @property
+    def transitions_total(self) -> int:
+        return sum(self.transitions.values())
+
+
+class _Dialect:
+    """The few date expressions SQL dialects spell differently; everything else is portable SQL."""
+
+    def __init__(self, vendor: str) -> None:
+        self.postgres = vendor == "postgresql"
+
+    def ts_at_least_days_before_now(self, column: str, days: str) -> str:
+        """``column`` is ``days`` days or more before ``now``."""
+        if self.postgres:
+            return f"{column} <= %(now)s - ({days}) * INTERVAL '1 day'"
+        return f"julianday({column}) <= julianday(%(now)s) - ({days})"
+
+    def date_before_today_minus(self, column: str, days: str, *, inclusive: bool = False) -> str:
+        op = "<=" if inclusive else "<"
+        if self.postgres:
+            return f"{column} {op} CAST(%(today)s AS date) - ({days})"
+        return f"{column} {op} date(%(today)s, '-' || ({days}) || ' days')"
+
+    def date_of_ts_plus_days(self, column: str, days: str) -> str:
+        if self.postgres:
+            return f"CAST(({column} + ({days}) * INTERVAL '1 day') AT TIME ZONE 'UTC' AS date)"
+        return f"date({column}, '+' || ({days}) || ' days')"
+
+    def greatest(self, a: str, b: str) -> str:
+        return f"GREATEST({a}, {b})" if self.postgres else f"MAX({a}, {b})"
+
+    def distinct(self, a: str, b: str) -> str:
+        return f"({a} IS DISTINCT FROM {b})" if self.postgres else f"({a} IS NOT {b})"
+
+
+def _tables() -> dict[str, str]:
+    return {
+        "device": Device._meta.db_table,
+        "model": DeviceModel._meta.db_table,
+        "build": OSBuild._meta.db_table,
+        "policy": CompliancePolicy._meta.db_table,
+        "pin": BuildPin._meta.db_table,
+        "waiver": Waiver._meta.db_table,
+        "statuschange": StatusChange._meta.db_table,
+    }
+
+
+# The stored compliance columns, as ``old_<name>`` / ``new_<name>`` in the computed rows.
+_WRITTEN = ("status", "behind_since", "latest_build_id", "builds_behind", "battery_status", "is_waived")
+
+
+def _computed_sql(sql: _Dialect, where: str) -> tuple[str, str]:
+    """Step 1 as ``(ctes, select)``: the select yields one row per device in scope whose stored
+    compliance is out of date, with its old and new values.
+
+    What depends on the catalogue (target build, when the first missed build became due, builds
+    behind) is the same for every device sharing an organisation, model, channel and current build,
+    so it is computed once per such combination (a few thousand in a fleet of millions) and joined
+    back by hash; per device only the thresholds and dates are compared.
+    """
+    t = _tables()
+    # A build this combination may run: same model, not revoked, public or its own organisation's,
+    # stable for stable devices, stable or beta for beta devices.
+    eligible = (
+        "b.model_id = c.model_key AND b.is_revoked = %(false)s"
+        " AND (b.organisation_id IS NULL OR b.organisation_id = c.organisation_id)"
+        " AND (b.channel = 'stable' OR c.channel = 'beta')"
+    )
+    in_scope = f"d.retired_at IS NULL AND ({where})"
+    # A fleet's policy wins over its organisation's, which wins over the defaults.
+    thresholds = ", ".join(
+        f"COALESCE(fp.{name}, op.{name}, %(default_{name})s) AS {name}" for name in DEFAULT_THRESHOLDS
+    )
+    active_waiver = "w.revoked_at IS NULL AND w.granted_at <= %(now)s AND w.expires_at > %(now)s"
+    # missed_since: when the first build the device should have installed became due (its release,
+    # or its pinning if later); for a device on a revoked build, the revocation at the latest.
+    ctes = f"""
+        combos AS MATERIALIZED (
+            SELECT DISTINCT d.organisation_id, COALESCE(d.fleet_id, 0) AS fleet_key,
+                   COALESCE(d.model_id, 0) AS model_key, d.channel, COALESCE(d.current_build_id, 0) AS build_key
+              FROM {t["device"]} d WHERE {in_scope}
+        ),
+        candidates AS MATERIALIZED (
+            SELECT c.organisation_id, c.fleet_key, c.model_key, c.channel, c.build_key,
+                   {thresholds},
+                   m.security_support_until, cb.security_patch_level AS cb_patch_level,
+                   cb.released_at AS cb_released_at, cb.is_revoked AS cb_is_revoked,
+                   COALESCE(cb.revoked_at, cb.released_at) AS cb_revoked_at,
+                   pb.id AS pin_id, pb.released_at AS pin_released_at, bp.pinned_at AS pin_pinned_at,
+                   CASE WHEN pb.id IS NOT NULL THEN pb.id ELSE (
+                       SELECT b.id FROM {t["build"]} b WHERE {eligible}
+                        ORDER BY b.released_at DESC, b.id DESC LIMIT 1
+                   ) END AS target_id,
+                   (SELECT MIN(b.released_at) FROM {t["build"]} b
+                     WHERE {eligible} AND b.released_at > cb.released_at) AS next_released_at,
+                   (SELECT COUNT(*) FROM {t["build"]} b
+                     WHERE {eligible} AND b.released_at > cb.released_at
+                       AND (pb.id IS NULL OR b.released_at <= pb.released_at)) AS newer_count
+              FROM combos c
+              LEFT JOIN {t["model"]} m ON m.id = c.model_key
+              LEFT JOIN {t["build"]} cb ON cb.id = c.build_key
+              LEFT JOIN {t["policy"]} fp ON fp.fleet_id = c.fleet_key
+              LEFT JOIN {t["policy"]} op ON op.organisation_id = c.organisation_id AND op.fleet_id IS NULL
+              LEFT JOIN {t["pin"]} bp ON bp.organisation_id = c.organisation_id AND bp.model_id = c.model_key
+              LEFT JOIN {t["build"]} pb ON pb.id = bp.build_id AND pb.is_revoked = %(false)s
+        ),
+        targets AS MATERIALIZED (
+            SELECT x.*,
+                   CASE WHEN x.missed_since IS NULL THEN 0
+                        WHEN x.newer_count < 1 THEN 1 ELSE x.newer_count END AS builds_behind
+              FROM (
+                SELECT k.*,
+                       CASE
+                         WHEN k.target_id IS NULL OR k.build_key = 0 OR k.target_id = k.build_key THEN NULL
+                         WHEN k.pin_id IS NOT NULL THEN CASE
+                             WHEN k.pin_released_at > k.cb_released_at
+                               THEN {sql.greatest("k.pin_released_at", "k.pin_pinned_at")}
+                             WHEN k.cb_is_revoked = %(true)s THEN k.cb_revoked_at
+                             ELSE NULL END
+                         WHEN k.cb_is_revoked = %(true)s THEN COALESCE(k.next_released_at, k.cb_revoked_at)
+                         ELSE k.next_released_at
+                       END AS missed_since
+                  FROM candidates k
+              ) x
+        ),
+        device_waivers AS MATERIALIZED (
+            SELECT DISTINCT w.device_id FROM {t["waiver"]} w WHERE w.device_id IS NOT NULL AND {active_waiver}
+        ),
+        fleet_waivers AS MATERIALIZED (
+            SELECT DISTINCT w.fleet_id FROM {t["waiver"]} w WHERE w.fleet_id IS NOT NULL AND {active_waiver}
+        )
+    """
+    threshold_columns = ", ".join(f"t.{name}" for name in DEFAULT_THRESHOLDS)
+    per_device = f"""
+        SELECT d.id, d.organisation_id, d.model_id, d.current_build_id, d.last_check_in_at,
+               d.battery_health_pct, d.battery_installed_on,
+               d.compliance_status AS old_status, d.behind_since AS old_behind_since,
+               d.latest_build_id AS old_latest_build_id, d.builds_behind AS old_builds_behind,
+               d.battery_status AS old_battery_status, d.is_waived AS old_is_waived,
+               t.security_support_until, COALESCE(d.security_patch_level, t.cb_patch_level) AS patch_level,
+               {threshold_columns}, t.target_id, t.missed_since, t.builds_behind,
+               CASE WHEN d.id IN (SELECT device_id FROM device_waivers)
+                      OR d.fleet_id IN (SELECT fleet_id FROM fleet_waivers) THEN %(true)s ELSE %(false)s END
+                 AS new_is_waived
+          FROM {t["device"]} d
+          JOIN targets t ON t.organisation_id = d.organisation_id AND t.fleet_key = COALESCE(d.fleet_id, 0)
+                        AND t.model_key = COALESCE(d.model_id, 0) AND t.channel = d.channel
+                        AND t.build_key = COALESCE(d.current_build_id, 0)
+         WHERE {in_scope}
+    """
+    grace_over = sql.ts_at_least_days_before_now("y.missed_since", "y.grace_days")
+    s = ComplianceStatus
+    b = BatteryStatus
+    battery_old = sql.date_before_today_minus("y.battery_installed_on", "y.battery_max_age_days", inclusive=True)
+    computed = f"""
+        SELECT y.id, y.organisation_id, y.old_status, y.old_behind_since, y.old_latest_build_id,
+               y.old_builds_behind, y.old_battery_status, y.old_is_waived,
+               CASE
+                 WHEN y.last_check_in_at IS NULL THEN '{s.UNKNOWN}'
+                 WHEN {sql.ts_at_least_days_before_now("y.last_check_in_at", "y.max_silence_days")} THEN '{s.SILENT}'
+                 WHEN y.security_support_until IS NOT NULL AND y.security_support_until < %(today)s
+                   THEN '{s.UNSUPPORTED}'
+                 WHEN y.model_id IS NULL OR y.current_build_id IS NULL THEN '{s.UNKNOWN}'
+                 WHEN y.patch_level IS NOT NULL
+                  AND {sql.date_before_today_minus("y.patch_level", "y.max_patch_age_days")} THEN '{s.CRITICAL}'
+                 WHEN y.missed_since IS NOT NULL AND {grace_over} THEN '{s.BEHIND}'
+                 WHEN y.missed_since IS NOT NULL THEN '{s.UPDATE_PENDING}'
+                 ELSE '{s.UP_TO_DATE}'
+               END AS new_status,
+               CASE WHEN y.missed_since IS NOT NULL AND {grace_over}
+                 THEN {sql.date_of_ts_plus_days("y.missed_since", "y.grace_days")} END AS new_behind_since,
+               y.target_id AS new_latest_build_id,
+               y.builds_behind AS new_builds_behind,
+               CASE
+                 WHEN y.battery_health_pct IS NOT NULL AND y.battery_health_pct < y.battery_min_health_pct
+                   THEN '{b.REPLACE_NOW}'
+                 WHEN y.battery_installed_on IS NOT NULL AND {battery_old} THEN '{b.DUE}'
+                 WHEN y.battery_health_pct IS NULL AND y.battery_installed_on IS NULL THEN '{b.UNKNOWN}'
+                 ELSE '{b.OK}'
+               END AS new_battery_status,
+               y.new_is_waived
+          FROM ({per_device}) y
+    """
+    changed = " OR ".join(sql.distinct(f"z.old_{name}", f"z.new_{name}") for name in _WRITTEN)
+    return ctes, f"SELECT z.* FROM ({computed}) z WHERE {changed}"
+
+
+def _params(now: dt.datetime, *, reason: str, extra: dict) -> dict:
+    ops = connection.ops
+    return {
+        "now": ops.adapt_datetimefield_value(now) if connection.vendor == "sqlite" else now,
+        "today": now.date().isoformat() if connection.vendor == "sqlite" else now.date(),
+        "true": True,
+        "false": False,
+        "reason": reason,
+        **{f"default_{name}": value for name, value in DEFAULT_THRESHOLDS.items()},
+        **extra,
+    }
+
+
+def _scope(
+    *,
+    device_ids: Iterable[int] | None,
+    model_id: int | None,
+    organisation_id: int | None,
+    fleet_id: int | None,
+) -> tuple[str, dict]:
+    clauses, params = [], {}
+    if device_ids is not None:
+        ids = sorted(set(device_ids))
+        if not ids:
+            return "1 = 0", {}
+        names = [f"device_{i}" for i in range(len(ids))]
+        clauses.append(f"d.id IN ({', '.join(f'%({n})s' for n in names)})")
+        params.update(dict(zip(names, ids, strict=True)))
+    if model_id is not None:
+        clauses.append("d.model_id = %(model_id)s")
+        params["model_id"] = model_id
+    if organisation_id is not None:
+        clauses.append("d.organisation_id = %(organisation_id)s")
+        params["organisation_id"] = organisation_id
+    if fleet_id is not None:
+        clauses.append("d.fleet_id = %(fleet_id)s")
+        params["fleet_id"] = fleet_id
+    return (" AND ".join(clauses) or "1 = 1"), params
+
+
+@transaction.atomic
+def recompute(
+    *,
+    device_ids: Iterable[int] | None = None,
+    model_id: int | None = None,
+    organisation_id: int | None = None,
+    fleet_id: int | None = None,
+    now: dt.datetime | None = None,
+    reason: str = "",
+) -> RecomputeResult:
+    """Bring the stored compliance of the devices in scope up to date; all of them when no scope is given."""
+    now = now or timezone.now()
+    where, scope_params = _scope(
+        device_ids=device_ids, model_id=model_id, organisation_id=organisation_id, fleet_id=fleet_id
+    )
+    params = _params(now, reason=reason[:255], extra=scope_params)
+    sql = _Dialect(connection.vendor)
+    ctes, computed = _computed_sql(sql, where)
+    if sql.postgres:
+        return _write_postgres(ctes, computed, params)
+    return _write_sqlite(f"WITH {ctes} {computed}", params)
+
+
+def _write_postgres(ctes: str, computed: str, params: dict) -> RecomputeResult:
+    t = _tables()
+    statement = f"""
+        WITH {ctes},
+        computed AS MATERIALIZED ({computed}),
+        changed AS (
+            UPDATE {t["device"]} d
+               SET compliance_status = c.new_status,
+                   status_since = CASE WHEN d.compliance_status <> c.new_status THEN %(now)s ELSE d.status_since END,
+                   behind_since = c.new_behind_since,
+                   latest_build_id = c.new_latest_build_id,
+                   builds_behind = c.new_builds_behind,
+                   battery_status = c.new_battery_status,
+                   is_waived = c.new_is_waived
+              FROM computed c
+             WHERE d.id = c.id AND d.compliance_status = c.old_status
+         RETURNING d.id, d.organisation_id, c.old_status, c.new_status
+        ),
+        inserted AS (
+            INSERT INTO {t["statuschange"]} (device_id, organisation_id, from_status, to_status, changed_at, reason)
+            SELECT id, organisation_id, old_status, new_status, %(now)s, %(reason)s
+              FROM changed WHERE old_status <> new_status
+            RETURNING to_status
+        )
+        SELECT NULL, COUNT(*) FROM changed
+        UNION ALL
+        SELECT to_status, COUNT(*) FROM inserted GROUP BY to_status
+    """
+    result = RecomputeResult()
+    with connection.cursor() as cursor:
+        # For this transaction only: the planner cannot see that the materialised combinations are a few
+        # thousand rows, and would sort the whole fleet for a merge join (spilling to disk with the
+        # default 4 MB work_mem) where hashing the combinations is the obvious plan; and compiling the
+        # statement with JIT costs more than it saves on a statement run once.
+        cursor.execute("SET LOCAL work_mem = '128MB'; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off")
+        cursor.execute(statement, params)
+        for status, count in cursor.fetchall():
+            if status is None:
+                result.updated = count
+            else:
+                result.transitions[status] = count
+    return result
+
+
+def _write_sqlite(computed: str, params: dict) -> RecomputeResult:
+    t = _tables()
+    result = RecomputeResult()
+    now_db = params["now"]
+    with connection.cursor() as cursor:
+        cursor.execute(computed, params)
+        columns = [col[0] for col in cursor.description]
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        if not rows:
+            return result
+        cursor.executemany(
+            f"""UPDATE {t["device"]}
+                   SET compliance_status = %s,
+                       status_since = CASE WHEN compliance_status <> %s THEN %s ELSE status_since END,
+                       behind_since = %s, latest_build_id = %s, builds_behind = %s, battery_status = %s,
+                       is_waived = %s
+                 WHERE id = %s""",
+            [
+                (
+                    r["new_status"],
+                    r["new_status"],
+                    now_db,
+                    r["new_behind_since"],
+                    r["new_latest_build_id"],
+                    r["new_builds_behind"],
+                    r["new_battery_status"],
+                    r["new_is_waived"],
+                    r["id"],
+                )
+                for r in rows
+            ],
+        )
+        transitions = [r for r in rows if r["old_status"] != r["new_status"]]
+        cursor.executemany(
+            f"""INSERT INTO {t["statuschange"]}
+                       (device_id, organisation_id, from_status, to_status, changed_at, reason)
+                VALUES (%s, %s, %s, %s, %s, %s)""",
+            [
+                (r["id"], r["organisation_id"], r["old_status"], r["new_status"], now_db, params["reason"])
+                for r in transitions
+            ],
+        )
+    result.updated = len(rows)
+    result.transitions.update(r["new_status"] for r in transitions)
+    return result
