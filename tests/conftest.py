@@ -21,6 +21,15 @@ def require_service(available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _plain_static_files(settings):
+    """Pages render {% static %}; production's manifest storage would need collectstatic first."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @pytest.fixture
 def org_a(db):
     return OrganisationFactory(name="Ministère A", slug="org-a")

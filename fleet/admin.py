@@ -1,0 +1,231 @@
+"""Admin of tenants and people, scoped to the organisations a staff user is a member of."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from fleet.choices import Scope
+from fleet.models import ApiClient, CompliancePolicy, Fleet, Membership, Organisation
+from fleet.scoping import OrganisationScopedAdmin, ScopedRelatedFieldListFilter, adopt_saved_instance, is_superuser
+from fleet.selectors import organisation_ids_for_request
+from fleet.services import api_client_create, api_client_revoke
+
+
+def _devices_link(query: str, label: str) -> str:
+    return format_html('<a href="{}?{}">{}</a>', reverse("admin:devices_device_changelist"), query, label)
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(OrganisationScopedAdmin):
+    organisation_path = "pk"
+    list_display = ("name", "slug", "created_at", "devices")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("created_at",)
+    ordering = ("name",)
+
+    # Creating and deleting tenants is the operator's job, not a member's.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_superuser(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return is_superuser(request)
+
+    @admin.display(description=_("devices"))
+    def devices(self, obj: Organisation) -> str:
+        return _devices_link(f"organisation__id__exact={obj.pk}", gettext("Devices"))
+
+
+@admin.register(Fleet)
+class FleetAdmin(OrganisationScopedAdmin):
+    list_display = ("name", "organisation", "slug", "devices")
+    list_filter = (("organisation", ScopedRelatedFieldListFilter),)
+    list_select_related = ("organisation",)
+    search_fields = ("name", "slug")
+    autocomplete_fields = ("organisation",)
+    prepopulated_fields = {"slug": ("name",)}
+    ordering = ("organisation__name", "name")
+
+    @admin.display(description=_("devices"))
+    def devices(self, obj: Fleet) -> str:
+        # A link rather than a count: counting every fleet's devices on each page load scans them all.
+        return _devices_link(f"fleet__id__exact={obj.pk}", gettext("Devices"))
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrganisationScopedAdmin):
+    list_display = ("user", "organisation", "role")
+    list_filter = ("role", ("organisation", ScopedRelatedFieldListFilter))
+    list_select_related = ("user", "organisation")
+    search_fields = ("user__username", "user__email", "organisation__name")
+    autocomplete_fields = ("organisation",)
+    ordering = ("organisation__name", "user__username")
+
+    def formfield_for_foreignkey(
+        self, db_field: models.ForeignKey, request: HttpRequest, **kwargs: Any
+    ) -> forms.Field | None:
+        if db_field.name == "user" and not is_superuser(request):
+            # A manager may give roles to their organisations' members but may not browse every
+            # account of the installation; accounts themselves are created by a superuser.
+            kwargs["queryset"] = (
+                get_user_model()
+                ._default_manager.filter(
+                    memberships__organisation__in=organisation_ids_for_request(request, manage=True)
+                )
+                .distinct()
+                .order_by("username")
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+def _recompute_organisation_after_commit(organisation_id: int, reason: str) -> None:
+    from updates.tasks import recompute_organisation
+
+    transaction.on_commit(partial(recompute_organisation.delay, organisation_id, reason))
+
+
+@admin.register(CompliancePolicy)
+class CompliancePolicyAdmin(OrganisationScopedAdmin):
+    list_display = (
+        "__str__",
+        "organisation",
+        "fleet",
+        "grace_days",
+        "max_patch_age_days",
+        "max_silence_days",
+        "battery_max_age_days",
+        "battery_min_health_pct",
+        "eos_warning_days",
+    )
+    list_filter = (("organisation", ScopedRelatedFieldListFilter),)
+    list_select_related = ("organisation", "fleet")
+    search_fields = ("organisation__name", "fleet__name")
+    autocomplete_fields = ("organisation", "fleet")
+    ordering = ("organisation__name", "fleet__name")
+
+    # Thresholds move statuses: re-evaluate the organisation's devices once the change is committed.
+    def save_model(self, request: HttpRequest, obj: CompliancePolicy, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        _recompute_organisation_after_commit(obj.organisation_id, "policy changed")
+
+    def delete_model(self, request: HttpRequest, obj: CompliancePolicy) -> None:
+        organisation_id = obj.organisation_id
+        super().delete_model(request, obj)
+        _recompute_organisation_after_commit(organisation_id, "policy deleted")
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        organisation_ids = set(queryset.values_list("organisation_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for organisation_id in sorted(organisation_ids):
+            _recompute_organisation_after_commit(organisation_id, "policy deleted")
+
+
+class ApiClientForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        label=_("scopes"), choices=Scope.choices, widget=forms.CheckboxSelectMultiple, required=True
+    )
+
+    class Meta:
+        model = ApiClient
+        fields = ("organisation", "name", "scopes", "expires_at")
+
+    def clean_expires_at(self) -> Any:
+        expires_at = self.cleaned_data.get("expires_at")
+        if expires_at is not None and "expires_at" in self.changed_data and expires_at <= timezone.now():
+            raise ValidationError(gettext("An API client cannot expire in the past."))
+        return expires_at
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(OrganisationScopedAdmin):
+    form = ApiClientForm
+    list_display = (
+        "name",
+        "organisation",
+        "token_prefix",
+        "scope_list",
+        "is_active",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
+    list_filter = (("organisation", ScopedRelatedFieldListFilter), ("revoked_at", admin.EmptyFieldListFilter))
+    list_select_related = ("organisation",)
+    search_fields = ("name", "token_prefix")
+    autocomplete_fields = ("organisation",)
+    ordering = ("organisation__name", "name")
+    actions = ("revoke_selected",)
+
+    def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("organisation", "name", "scopes", "expires_at")
+        # The token itself is never stored; its prefix is what identifies it in logs.
+        return (
+            "organisation",
+            "name",
+            "token_prefix",
+            "scopes",
+            "expires_at",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ()
+        # A token belongs to one organisation for life; revocation goes through the action.
+        return ("organisation", "token_prefix", "created_at", "last_used_at", "revoked_at")
+
+    def save_model(self, request: HttpRequest, obj: ApiClient, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        self.check_may_write(request, obj)
+        client, token = api_client_create(
+            organisation=obj.organisation, name=obj.name, scopes=obj.scopes, expires_at=obj.expires_at
+        )
+        adopt_saved_instance(obj, client)
+        messages.success(
+            request,
+            format_html(
+                gettext(
+                    "The token of {name} is <code>{token}</code>. Copy it now: it is shown only this once, "
+                    "FleetPatch keeps only its hash."
+                ),
+                name=client.name,
+                token=token,
+            ),
+        )
+
+    @admin.action(description=_("Revoke selected API clients"), permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset: models.QuerySet[ApiClient]) -> None:
+        # The changelist shows what the user may view; revoke only what they manage.
+        revoked = api_client_revoke(api_clients=self.scope_queryset(request, queryset, manage=True))
+        self.message_user(
+            request,
+            ngettext("%(count)d API client revoked.", "%(count)d API clients revoked.", revoked) % {"count": revoked},
+            messages.SUCCESS,
+        )
+
+    @admin.display(description=_("scopes"))
+    def scope_list(self, obj: ApiClient) -> str:
+        return ", ".join(obj.scopes)
+
+    @admin.display(description=_("active"), boolean=True)
+    def is_active(self, obj: ApiClient) -> bool:
+        return obj.is_active_at(timezone.now())

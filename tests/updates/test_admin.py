@@ -1,0 +1,204 @@
+"""The catalogue admin: a global catalogue every member reads, public builds for all, private builds for their owner."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.factories import DeviceFactory, DeviceModelFactory, ManufacturerFactory, OSBuildFactory
+from updates.models import BuildPin, OSBuild
+
+OSBUILD_CHANGELIST = reverse("admin:updates_osbuild_changelist")
+
+
+@pytest.fixture
+def catalogue(org_a, org_b):
+    model = DeviceModelFactory(name="Core-Z5")
+    return {
+        "model": model,
+        "public": OSBuildFactory(model=model, build_number="PUBLIC.240105"),
+        "private_a": OSBuildFactory(model=model, build_number="MININT-14.3.2", organisation=org_a),
+        "private_b": OSBuildFactory(model=model, build_number="COMPANY-B-7", organisation=org_b),
+    }
+
+
+def _build_form(model, organisation=None, build_number: str = "NEW.1") -> dict[str, object]:
+    return {
+        "model": model.pk,
+        "build_number": build_number,
+        "android_version": "14",
+        "security_patch_level": "2024-05-05",
+        "released_at_0": "2024-05-10",
+        "released_at_1": "08:00:00",
+        "channel": "stable",
+        "organisation": organisation.pk if organisation else "",
+        "notes": "",
+    }
+
+
+# --- Manufacturers and models: everyone reads, superusers write ------------------------------------
+
+
+@pytest.mark.parametrize("persona", ["manager_a", "viewer_a"])
+def test_members_read_the_catalogue_but_do_not_write_it(client, persona, request, catalogue):
+    client.force_login(request.getfixturevalue(persona))
+    model = catalogue["model"]
+    for name, obj in (("devicemodel", model), ("manufacturer", model.manufacturer)):
+        assert client.get(reverse(f"admin:updates_{name}_changelist")).status_code == 200
+        response = client.get(reverse(f"admin:updates_{name}_change", args=[obj.pk]))
+        assert response.status_code == 200
+        assert response.context["has_change_permission"] is False
+        assert client.get(reverse(f"admin:updates_{name}_add")).status_code == 403
+    response = client.post(
+        reverse("admin:updates_manufacturer_change", args=[model.manufacturer.pk]), {"name": "Hacked", "slug": "h"}
+    )
+    assert response.status_code == 403
+
+
+def test_a_superuser_edits_the_catalogue(client, superuser):
+    client.force_login(superuser)
+    response = client.post(reverse("admin:updates_manufacturer_add"), {"name": "Crosscall", "slug": "crosscall"})
+    assert response.status_code == 302
+
+
+def test_the_model_filter_and_list_read_manufacturers_without_a_query_per_model(
+    client, manager_a, django_assert_max_num_queries
+):
+    for _ in range(15):
+        DeviceModelFactory(manufacturer=ManufacturerFactory())
+    client.force_login(manager_a)
+    with django_assert_max_num_queries(10):
+        assert client.get(reverse("admin:updates_devicemodel_changelist")).status_code == 200
+    with django_assert_max_num_queries(12):
+        assert client.get(OSBUILD_CHANGELIST).status_code == 200
+
+
+# --- Builds: public for every member, private for their organisation -------------------------------
+
+
+def test_a_manager_sees_public_builds_and_their_own_private_builds_only(client, manager_a, catalogue):
+    client.force_login(manager_a)
+    response = client.get(OSBUILD_CHANGELIST)
+    assert set(response.context["cl"].result_list) == {catalogue["public"], catalogue["private_a"]}
+    assert "COMPANY-B-7" not in response.content.decode()
+    response = client.get(reverse("admin:updates_osbuild_change", args=[catalogue["private_b"].pk]))
+    assert response.status_code == 302
+
+
+def test_a_public_build_is_read_only_to_managers(client, manager_a, catalogue):
+    public = catalogue["public"]
+    client.force_login(manager_a)
+    response = client.get(reverse("admin:updates_osbuild_change", args=[public.pk]))
+    assert response.status_code == 200
+    assert response.context["has_change_permission"] is False
+    response = client.post(
+        reverse("admin:updates_osbuild_change", args=[public.pk]),
+        _build_form(catalogue["model"], build_number="RENAMED"),
+    )
+    assert response.status_code == 403
+    public.refresh_from_db()
+    assert public.build_number == "PUBLIC.240105"
+
+
+def test_a_manager_edits_their_private_build(client, manager_a, org_a, catalogue):
+    private = catalogue["private_a"]
+    client.force_login(manager_a)
+    response = client.post(
+        reverse("admin:updates_osbuild_change", args=[private.pk]),
+        _build_form(catalogue["model"], organisation=org_a, build_number="MININT-14.3.3"),
+    )
+    assert response.status_code == 302
+    private.refresh_from_db()
+    assert private.build_number == "MININT-14.3.3"
+
+
+def test_a_manager_publishes_a_private_build_for_their_organisation(client, manager_a, org_a, catalogue):
+    device = DeviceFactory(organisation=org_a, model=catalogue["model"], reported_build_number="MININT-15.0.0")
+    client.force_login(manager_a)
+    response = client.post(
+        reverse("admin:updates_osbuild_add"),
+        _build_form(catalogue["model"], organisation=org_a, build_number="MININT-15.0.0"),
+    )
+    assert response.status_code == 302
+    build = OSBuild.objects.get(build_number="MININT-15.0.0")
+    assert build.organisation == org_a
+    # Published through the catalogue service: devices that already reported it now point at it.
+    device.refresh_from_db()
+    assert device.current_build == build
+
+
+def test_a_manager_cannot_publish_a_public_build(client, manager_a, catalogue):
+    client.force_login(manager_a)
+    response = client.post(reverse("admin:updates_osbuild_add"), _build_form(catalogue["model"]))
+    assert response.status_code == 200
+    assert "organisation" in response.context["adminform"].form.errors
+    assert not OSBuild.objects.filter(build_number="NEW.1").exists()
+
+
+def test_a_manager_of_b_cannot_publish_a_private_build_for_a(client, manager_b, org_a, catalogue):
+    client.force_login(manager_b)
+    response = client.post(reverse("admin:updates_osbuild_add"), _build_form(catalogue["model"], organisation=org_a))
+    assert response.status_code == 200
+    assert "organisation" in response.context["adminform"].form.errors
+    assert not OSBuild.objects.filter(build_number="NEW.1").exists()
+
+
+def test_a_superuser_publishes_a_public_build(client, superuser, catalogue):
+    client.force_login(superuser)
+    response = client.post(reverse("admin:updates_osbuild_add"), _build_form(catalogue["model"]))
+    assert response.status_code == 302
+    assert OSBuild.objects.get(build_number="NEW.1").organisation is None
+
+
+def test_build_autocomplete_offers_public_and_own_private_builds(client, manager_b, catalogue):
+    client.force_login(manager_b)
+    response = client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "updates", "model_name": "buildpin", "field_name": "build", "term": ""},
+    )
+    texts = {result["text"] for result in response.json()["results"]}
+    assert texts == {"PUBLIC.240105", "COMPANY-B-7"}
+
+
+def test_the_revoke_action_pulls_a_private_build_but_not_a_public_one(client, manager_a, catalogue):
+    client.force_login(manager_a)
+    client.post(
+        OSBUILD_CHANGELIST,
+        {
+            "action": "revoke_selected",
+            "_selected_action": [catalogue["public"].pk, catalogue["private_a"].pk],
+            "index": 0,
+        },
+    )
+    catalogue["public"].refresh_from_db()
+    catalogue["private_a"].refresh_from_db()
+    assert catalogue["private_a"].is_revoked and catalogue["private_a"].revoked_at is not None
+    assert not catalogue["public"].is_revoked
+
+
+# --- Pins ----------------------------------------------------------------------------------------
+
+
+def test_a_manager_pins_a_public_build_for_their_organisation(client, manager_a, org_a, catalogue):
+    client.force_login(manager_a)
+    response = client.post(
+        reverse("admin:updates_buildpin_add"), {"organisation": org_a.pk, "build": catalogue["public"].pk, "note": ""}
+    )
+    assert response.status_code == 302
+    pin = BuildPin.objects.get(organisation=org_a)
+    assert (pin.model, pin.build, pin.pinned_by) == (catalogue["model"], catalogue["public"], manager_a)
+    assert timezone.now() - pin.pinned_at < dt.timedelta(minutes=1)
+
+
+def test_a_manager_cannot_pin_another_organisations_private_build(client, manager_a, org_a, catalogue):
+    client.force_login(manager_a)
+    response = client.post(
+        reverse("admin:updates_buildpin_add"),
+        {"organisation": org_a.pk, "build": catalogue["private_b"].pk, "note": ""},
+    )
+    assert response.status_code == 200
+    assert "build" in response.context["adminform"].form.errors
+    assert not BuildPin.objects.exists()
