@@ -96,6 +96,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
+    # var/ is git-ignored, so a fresh clone lacks it, and SQLite will not create a missing folder.
+    if DATABASES["default"]["NAME"] and DATABASES["default"]["NAME"] != ":memory:":
+        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -134,9 +137,11 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Email ----------------------------------------------------------------------------------
-_email = env.email_url("EMAIL_URL", default=f"filemail://{VAR_DIR / 'mail'}")
+# Like sqlite URLs, environ reads filemail:///relative/path as relative and filemail:////abs/path as
+# absolute: hence the extra slash before the absolute VAR_DIR (without it mail landed in BASE_DIR/<VAR_DIR>).
+_email = env.email_url("EMAIL_URL", default=f"filemail:///{(VAR_DIR / 'mail').as_posix()}")
 if _email["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend":
-    # environ drops the leading slash of filemail:///abs/path; anchor relative paths at BASE_DIR.
+    # A relative path is anchored at the project, not at whatever directory the process started in.
     _path = Path(_email.get("EMAIL_FILE_PATH") or VAR_DIR / "mail")
     _email["EMAIL_FILE_PATH"] = str(_path if _path.is_absolute() else (BASE_DIR / _path))
 vars().update(_email)
@@ -149,13 +154,16 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "celery" / "queue"
     _processed_dir = VAR_DIR / "celery" / "processed"
+    # Without control_folder kombu writes its exchange tables to ./control, wherever the process started.
+    _control_dir = VAR_DIR / "celery" / "control"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_processed_dir),
+        "control_folder": str(_control_dir),
         "store_processed": False,
     }
-    CELERY_BROKER_FOLDERS = [_queue_dir, _processed_dir]
+    CELERY_BROKER_FOLDERS = [_queue_dir, _processed_dir, _control_dir]
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
     CELERY_BROKER_FOLDERS = []
@@ -166,6 +174,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# A named queue rather than Celery's implicit "celery", so production workers say what they consume
+# (`celery worker -Q default`, docker-compose.yml); a worker started without -Q consumes it too.
+CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
@@ -189,6 +200,9 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Preloading is a commitment the operator makes for a whole domain (hstspreload.org), not one the
+# application can make for them: its deploy-check warning (W021) is silenced, the setting stays.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -1,0 +1,106 @@
+"""docker-compose.yml is valid for Debian's docker-compose 1.29 and wires every FleetPatch process to the
+same database and broker. Needs the `docker-compose` binary (CI installs it; elsewhere: skipped)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import require_service
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_SERVICES = {"migrate", "web", "worker", "beat"}
+ENVIRONMENT = {
+    "SECRET_KEY": "compose-test-secret-key-compose-test-secret-key-0123456789",
+    "POSTGRES_PASSWORD": "compose-test-password",
+    "ALLOWED_HOSTS": "fleetpatch.example.org",
+    "SITE_URL": "https://fleetpatch.example.org",
+}
+
+
+def docker_compose_config(tmp_path: Path, **environment: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("docker-compose")
+    require_service(binary is not None, "docker-compose is not installed (apt-get install docker-compose)")
+    assert binary is not None
+    # An empty --env-file keeps a developer's own .env out of what is being tested.
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **environment}
+    return subprocess.run(
+        [binary, "--env-file", str(empty_env_file), "-f", "docker-compose.yml", "config"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def compose(tmp_path: Path) -> dict:
+    result = docker_compose_config(tmp_path, **ENVIRONMENT)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_compose_file_declares_the_production_services(compose: dict) -> None:
+    assert set(compose["services"]) == APP_SERVICES | {"postgres", "redis", "mailpit"}
+    assert compose["services"]["postgres"]["image"] == "postgres:15"
+    assert compose["services"]["redis"]["image"] == "redis:7"
+    assert compose["services"]["mailpit"]["image"].startswith("axllent/mailpit")
+
+
+def test_every_fleetpatch_process_uses_the_same_database_broker_and_secret(compose: dict) -> None:
+    environments = {name: compose["services"][name]["environment"] for name in APP_SERVICES}
+
+    for variable in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "EMAIL_URL", "ALLOWED_HOSTS", "SITE_URL"):
+        values = {name: environment.get(variable) for name, environment in environments.items()}
+        assert len(set(values.values())) == 1, f"{variable} differs between services: {values}"
+
+    web = environments["web"]
+    assert web["DATABASE_URL"] == "postgres://fleetpatch:compose-test-password@postgres:5432/fleetpatch"
+    assert web["CELERY_BROKER_URL"] == "redis://redis:6379/0"
+    assert web["EMAIL_URL"] == "smtp://mailpit:1025"
+    assert web["SECRET_KEY"] == ENVIRONMENT["SECRET_KEY"]
+
+
+def test_processes_run_gunicorn_a_default_queue_worker_and_one_database_beat(compose: dict) -> None:
+    services = compose["services"]
+
+    assert services["web"]["command"][:2] == ["gunicorn", "config.wsgi"]
+    worker = services["worker"]["command"]
+    assert worker[:4] == ["celery", "-A", "config", "worker"]
+    assert worker[worker.index("--queues") + 1] == "default"
+    beat = services["beat"]["command"]
+    assert beat[:4] == ["celery", "-A", "config", "beat"]
+    assert beat[beat.index("--scheduler") + 1] == "django_celery_beat.schedulers:DatabaseScheduler"
+    assert services["migrate"]["command"][-2:] == ["migrate", "--no-input"]
+    for name in APP_SERVICES:
+        assert services[name]["build"]["context"] == str(ROOT)
+
+
+def test_application_services_start_after_healthy_services_and_applied_migrations(compose: dict) -> None:
+    services = compose["services"]
+
+    assert "healthcheck" in services["postgres"] and "healthcheck" in services["redis"]
+    assert services["postgres"]["volumes"], "the database needs a volume"
+    for name in ("web", "worker", "beat"):
+        depends_on = services[name]["depends_on"]
+        assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+        assert depends_on["postgres"]["condition"] == "service_healthy"
+        assert depends_on["redis"]["condition"] == "service_healthy"
+
+
+def test_compose_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    environment = {name: value for name, value in ENVIRONMENT.items() if name != "SECRET_KEY"}
+
+    result = docker_compose_config(tmp_path, **environment)
+
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
