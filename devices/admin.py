@@ -7,6 +7,7 @@ index in their default ordering, and search by exact identifiers that an index a
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,7 +25,8 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from devices.choices import BatteryEventKind
-from devices.models import BatteryEvent, CheckIn, Device, StatusChange, Waiver
+from devices.dashboard import PATCH_AGE_BUCKETS
+from devices.models import BatteryEvent, CheckIn, ComplianceSnapshot, Device, StatusChange, Waiver
 from devices.services import battery_replace, waiver_grant, waiver_revoke
 from fleet.scoping import (
     LargeTableMixin,
@@ -121,6 +123,31 @@ class ReadOnlyHistoryAdmin(OrganisationScopedAdmin):
         return Q(device_id__in=device_ids)
 
 
+class PatchAgeFilter(admin.SimpleListFilter):
+    """Security patch age buckets, as the dashboard shows them (days since the reported patch level)."""
+
+    title = _("patch age")
+    parameter_name = "patch_age"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        buckets = [(label, gettext("%(days)s days") % {"days": label}) for label, _lower, _upper in PATCH_AGE_BUCKETS]
+        return [*buckets, ("unknown", gettext("unknown"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value == "unknown":
+            return queryset.filter(security_patch_level__isnull=True)
+        for label, lower, upper in PATCH_AGE_BUCKETS:
+            if value == label:
+                today = timezone.now().date()
+                if upper is not None:
+                    queryset = queryset.filter(security_patch_level__gte=today - dt.timedelta(days=upper))
+                if lower is not None:
+                    queryset = queryset.filter(security_patch_level__lt=today - dt.timedelta(days=lower))
+                return queryset
+        return queryset
+
+
 @admin.register(Device)
 class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
     list_display = (
@@ -137,6 +164,8 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
     list_filter = (
         "compliance_status",
         "battery_status",
+        PatchAgeFilter,
+        "is_waived",
         "channel",
         ("fleet", ScopedRelatedFieldListFilter),
         ("model", ScopedRelatedFieldListFilter),
@@ -436,3 +465,23 @@ class WaiverAdmin(OrganisationScopedAdmin):
             ngettext("%(count)d waiver revoked.", "%(count)d waivers revoked.", revoked) % {"count": revoked},
             messages.SUCCESS,
         )
+
+
+@admin.register(ComplianceSnapshot)
+class ComplianceSnapshotAdmin(OrganisationScopedAdmin):
+    """The sweep's daily counts behind the dashboard's trend: read-only, kept for the record."""
+
+    list_display = ("day", "organisation", "status", "count")
+    list_filter = ("status", ("organisation", ScopedRelatedFieldListFilter))
+    list_select_related = ("organisation",)
+    date_hierarchy = "day"
+    ordering = ("-day", "organisation_id", "status")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return is_superuser(request)

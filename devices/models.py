@@ -346,3 +346,24 @@ class Waiver(models.Model):
 
     def is_active_at(self, moment: dt.datetime) -> bool:
         return self.revoked_at is None and self.granted_at <= moment < self.expires_at
+
+
+class ComplianceSnapshot(models.Model):
+    """How many of an organisation's active devices were in one status on one day; kept by the sweep."""
+
+    organisation = models.ForeignKey(
+        "fleet.Organisation", on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation")
+    )
+    day = models.DateField(_("day"))
+    status = models.CharField(_("status"), max_length=20, choices=ComplianceStatus.choices)
+    count = models.PositiveIntegerField(_("devices"))
+
+    class Meta:
+        verbose_name = _("compliance snapshot")
+        verbose_name_plural = _("compliance snapshots")
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "day", "status"], name="snapshot_one_per_day_and_status")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation_id} {self.day} {self.status}: {self.count}"

@@ -29,6 +29,7 @@ _RETRY = {
 def sweep_compliance() -> dict:
     """The periodic sweep: statuses that change with the passage of time (grace, patch age, silence, support)."""
     result = compliance.recompute(reason="sweep")
+    compliance.snapshot_statuses()
     logger.info("compliance sweep: %d devices updated, transitions %s", result.updated, dict(result.transitions))
     return {"updated": result.updated, "transitions": dict(result.transitions)}
 

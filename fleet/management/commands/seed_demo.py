@@ -82,6 +82,7 @@ class Command(BaseCommand):
                 bar.close()
         # The demo should open on real statuses, not "unknown": one sweep, as the scheduler would run.
         evaluation = compliance.recompute(reason="demo seed")
+        compliance.snapshot_statuses()
 
         if options["verbosity"] < 1:
             return

@@ -26,6 +26,7 @@ class Command(BaseCommand):
             organisation_id = Organisation.objects.values_list("pk", flat=True).get(slug=options["organisation"])
         started = time.monotonic()
         result = compliance.recompute(organisation_id=organisation_id, reason="sweep (flag_devices)")
+        compliance.snapshot_statuses()
         self.stdout.write(
             _("%(updated)d devices updated, %(transitions)d changed status, in %(seconds).1f s.")
             % {
