@@ -10,14 +10,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import formats, timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
@@ -27,6 +30,7 @@ from django.utils.translation import gettext_lazy as _
 from devices.choices import BatteryEventKind
 from devices.dashboard import PATCH_AGE_BUCKETS
 from devices.models import BatteryEvent, CheckIn, ComplianceSnapshot, Device, StatusChange, Waiver
+from devices.selectors import battery_health_trend, device_timeline
 from devices.services import battery_replace, waiver_grant, waiver_revoke
 from fleet.scoping import (
     LargeTableMixin,
@@ -231,6 +235,44 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
         if matches.exists():
             return matches, False
         return queryset.filter(assignee__icontains=term), False
+
+    def get_urls(self) -> list:
+        urls = super().get_urls()
+        timeline = path(
+            "<path:object_id>/timeline/",
+            self.admin_site.admin_view(self.timeline_view),
+            name="devices_device_timeline",
+        )
+        return [timeline, *urls]
+
+    def timeline_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The device's whole history on one page, newest first, ``?before=`` for older pages."""
+        device = self.get_object(request, object_id)
+        if device is None or not self.has_view_permission(request, device):
+            raise Http404(gettext("No device with this id."))
+        try:
+            before = parse_datetime(request.GET.get("before", ""))
+        except ValueError:  # well-formed but impossible, e.g. February 30th
+            before = None
+        page = device_timeline(device=device, before=before)
+        trend = battery_health_trend(device=device)
+        today = timezone.now().date()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": gettext("Timeline of %(device)s") % {"device": device},
+            "device": device,
+            "page": page,
+            "older_url": f"?{urlencode({'before': page.older_than.isoformat()})}" if page.older_than else "",
+            "patch_age_days": device.patch_age_days(today),
+            "days_behind": (today - device.behind_since).days if device.behind_since else None,
+            "battery_points": " ".join(
+                f"{i * 300 / max(len(trend) - 1, 1):.1f},{60 - health * 0.6:.1f}"
+                for i, (_at, health) in enumerate(trend)
+            ),
+            "battery_trend": trend,
+        }
+        return TemplateResponse(request, "admin/devices/device/timeline.html", context)
 
     def save_model(self, request: HttpRequest, obj: Device, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)

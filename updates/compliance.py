@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from devices.choices import BatteryStatus, ComplianceStatus
@@ -272,12 +273,19 @@ def _params(now: dt.datetime, *, reason: str, extra: dict) -> dict:
 
 def _scope(
     *,
+    devices: QuerySet | None = None,
     device_ids: Iterable[int] | None,
     model_id: int | None,
     organisation_id: int | None,
     fleet_id: int | None,
 ) -> tuple[str, dict]:
     clauses, params = [], {}
+    if devices is not None:
+        # Any device queryset (an admin selection of 200,000 rows) as a subquery, not a list of ids.
+        sql, subquery_params = devices.order_by().values("pk").query.sql_with_params()
+        names = [f"subquery_{i}" for i in range(len(subquery_params))]
+        clauses.append(f"d.id IN ({sql % tuple(f'%({n})s' for n in names)})")
+        params.update(dict(zip(names, subquery_params, strict=True)))
     if device_ids is not None:
         ids = sorted(set(device_ids))
         if not ids:
@@ -300,6 +308,7 @@ def _scope(
 @transaction.atomic
 def recompute(
     *,
+    devices: QuerySet | None = None,
     device_ids: Iterable[int] | None = None,
     model_id: int | None = None,
     organisation_id: int | None = None,
@@ -310,7 +319,7 @@ def recompute(
     """Bring the stored compliance of the devices in scope up to date; all of them when no scope is given."""
     now = now or timezone.now()
     where, scope_params = _scope(
-        device_ids=device_ids, model_id=model_id, organisation_id=organisation_id, fleet_id=fleet_id
+        devices=devices, device_ids=device_ids, model_id=model_id, organisation_id=organisation_id, fleet_id=fleet_id
     )
     params = _params(now, reason=reason[:255], extra=scope_params)
     sql = _Dialect(connection.vendor)

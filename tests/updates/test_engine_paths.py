@@ -400,3 +400,12 @@ def test_models_reaching_end_of_support_within_the_warning_window(build):
     )
     rows = list(models_reaching_end_of_support(organisation_id=device.organisation_id, today=TODAY, within_days=180))
     assert [(m.pk, m.device_count) for m in rows] == [(soon.pk, 3)]
+
+
+@pytest.mark.django_db
+def test_recompute_takes_any_device_queryset_as_its_scope(build):
+    chosen = on(build, asset_tag="PICK")
+    other = on(build)
+    result = compliance.recompute(devices=Device.objects.filter(asset_tag="PICK", last_check_in_at__lte=NOW), now=NOW)
+    assert result.updated == 1
+    assert (refreshed(chosen).compliance_status, refreshed(other).compliance_status) == ("up_to_date", "unknown")

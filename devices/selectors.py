@@ -1,0 +1,133 @@
+"""Reads about one device: its timeline (check-ins, build changes, battery events, status changes, waivers)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from django.db.models import Q, QuerySet
+from django.utils.translation import gettext
+
+from devices.models import BatteryEvent, CheckIn, Device, StatusChange, Waiver
+
+TIMELINE_PAGE = 50
+BATTERY_TREND_POINTS = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class TimelineEvent:
+    at: dt.datetime
+    kind: str  # check_in, build_change, battery, status, waiver
+    title: str
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class TimelinePage:
+    events: list[TimelineEvent]
+    older_than: dt.datetime | None  # cursor of the next (older) page, None on the last page
+
+
+def device_timeline(*, device: Device, before: dt.datetime | None = None, limit: int = TIMELINE_PAGE) -> TimelinePage:
+    """One page of the device's history, newest first, merged from every source.
+
+    Each source is read newest-first from its (device, time) index, at most ``limit + 1`` rows
+    older than ``before``; the merge keeps ``limit`` events and every event sharing the last one's
+    instant, so the next page (``before`` = that instant) neither repeats nor skips any.
+    Four indexed queries whatever the length of the history.
+    """
+
+    def window(queryset: QuerySet, field: str, size: int = limit + 1) -> QuerySet:
+        if before is not None:
+            queryset = queryset.filter(**{f"{field}__lt": before})
+        return queryset.order_by(f"-{field}")[:size]
+
+    events: list[TimelineEvent] = []
+    # One extra check-in: the build before the oldest one shown tells whether that one was a change.
+    fetched = list(window(CheckIn.objects.filter(device=device), "reported_at", limit + 2))
+    for index, newer in enumerate(fetched[: limit + 1]):
+        previous = fetched[index + 1] if index + 1 < len(fetched) else None
+        events.append(
+            TimelineEvent(
+                at=newer.reported_at,
+                kind="check_in",
+                title=gettext("Check-in (%(source)s)") % {"source": newer.get_source_display()},
+                detail=gettext("build %(build)s, patch level %(patch)s, battery %(level)s%% / health %(health)s%%")
+                % {
+                    "build": newer.build_number or "-",
+                    "patch": newer.security_patch_level or "-",
+                    "level": "-" if newer.battery_level_pct is None else newer.battery_level_pct,
+                    "health": "-" if newer.battery_health_pct is None else newer.battery_health_pct,
+                },
+            )
+        )
+        if previous is not None and newer.build_number and newer.build_number != previous.build_number:
+            events.append(
+                TimelineEvent(
+                    at=newer.reported_at,
+                    kind="build_change",
+                    title=gettext("Build changed"),
+                    detail=gettext("%(old)s → %(new)s")
+                    % {"old": previous.build_number or "-", "new": newer.build_number},
+                )
+            )
+    for event in window(BatteryEvent.objects.filter(device=device), "occurred_at"):
+        events.append(
+            TimelineEvent(
+                at=event.occurred_at,
+                kind="battery",
+                title=event.get_kind_display(),
+                detail=", ".join(
+                    part
+                    for part in (
+                        event.part_serial,
+                        event.reason,
+                        event.performed_by,
+                        "" if event.health_pct is None else gettext("health %(pct)s%%") % {"pct": event.health_pct},
+                    )
+                    if part
+                ),
+            )
+        )
+    for change in window(StatusChange.objects.filter(device=device), "changed_at"):
+        events.append(
+            TimelineEvent(
+                at=change.changed_at,
+                kind="status",
+                title=gettext("Status: %(old)s → %(new)s")
+                % {"old": change.get_from_status_display(), "new": change.get_to_status_display()},
+                detail=change.reason,
+            )
+        )
+    covering = Q(device=device) | (Q(fleet_id=device.fleet_id) if device.fleet_id else Q(pk__in=[]))
+    for waiver in window(Waiver.objects.filter(covering), "granted_at"):
+        events.append(
+            TimelineEvent(
+                at=waiver.granted_at,
+                kind="waiver",
+                title=gettext("Waiver granted") if waiver.device_id else gettext("Fleet waiver granted"),
+                detail=gettext("%(reason)s — until %(until)s%(revoked)s")
+                % {
+                    "reason": waiver.reason,
+                    "until": waiver.expires_at.date(),
+                    "revoked": gettext(" (revoked)") if waiver.revoked_at else "",
+                },
+            )
+        )
+
+    events.sort(key=lambda e: e.at, reverse=True)
+    if len(events) <= limit:
+        return TimelinePage(events=events, older_than=None)
+    cut = events[limit - 1].at
+    page = [e for e in events if e.at >= cut]
+    return TimelinePage(events=page, older_than=cut)
+
+
+def battery_health_trend(*, device: Device, points: int = BATTERY_TREND_POINTS) -> list[tuple[dt.datetime, int]]:
+    """The last reported battery health readings, oldest first (one indexed query)."""
+    rows = (
+        CheckIn.objects.filter(device=device, battery_health_pct__isnull=False)
+        .order_by("-reported_at")
+        .values_list("reported_at", "battery_health_pct")[:points]
+    )
+    return list(reversed(rows))
