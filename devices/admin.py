@@ -14,9 +14,10 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import formats, timezone
@@ -29,6 +30,7 @@ from django.utils.translation import gettext_lazy as _
 
 from devices.choices import BatteryEventKind
 from devices.dashboard import PATCH_AGE_BUCKETS
+from devices.exports import device_csv_response
 from devices.models import BatteryEvent, CheckIn, ComplianceSnapshot, Device, StatusChange, Waiver
 from devices.selectors import battery_health_trend, device_timeline
 from devices.services import battery_replace, waiver_grant, waiver_revoke
@@ -185,6 +187,8 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
     search_help_text = _("Exact serial number, IMEI or asset tag; otherwise part of the assignee's name.")
     autocomplete_fields = ("organisation", "fleet", "model")
     readonly_fields = (*_COMPLIANCE_FIELDS, *_REPORTED_FIELDS, *_HISTORY_FIELDS)
+    actions = ("export_csv",)
+    change_list_template = "admin/devices/device/change_list.html"
     fieldsets = (
         (
             None,
@@ -243,7 +247,19 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
             self.admin_site.admin_view(self.timeline_view),
             name="devices_device_timeline",
         )
-        return [timeline, *urls]
+        export = path("export.csv", self.admin_site.admin_view(self.export_view), name="devices_device_export")
+        return [export, timeline, *urls]
+
+    def export_view(self, request: HttpRequest) -> StreamingHttpResponse:
+        """The device list as filtered and searched on screen, as CSV (link on the changelist)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        return device_csv_response(changelist.get_queryset(request))
+
+    @admin.action(description=_("Export selected devices as CSV"))
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Device]) -> StreamingHttpResponse:
+        return device_csv_response(queryset)
 
     def timeline_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The device's whole history on one page, newest first, ``?before=`` for older pages."""
