@@ -6,11 +6,15 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from devices.models import Device
+from fleet.models import Organisation
 from fleet.scoping import (
     CatalogueAdmin,
     OrganisationScopedAdmin,
@@ -18,6 +22,7 @@ from fleet.scoping import (
     adopt_saved_instance,
     is_superuser,
 )
+from fleet.selectors import organisation_ids_for_request
 from updates.models import BuildPin, DeviceModel, Manufacturer, OSBuild
 from updates.services import build_pin, build_publish, build_revoke, build_unpin, enqueue_model_recompute
 
@@ -72,7 +77,7 @@ class OSBuildAdmin(OrganisationScopedAdmin):
     autocomplete_fields = ("model", "organisation")
     readonly_fields = ("is_revoked", "revoked_at")
     ordering = ("-released_at", "-id")
-    actions = ("revoke_selected",)
+    actions = ("revoke_selected", "pin_selected")
 
     def get_form(self, request: HttpRequest, obj: OSBuild | None = None, change: bool = False, **kwargs: Any):
         form = super().get_form(request, obj, change, **kwargs)
@@ -103,20 +108,116 @@ class OSBuildAdmin(OrganisationScopedAdmin):
             build.save(update_fields=["notes"])
         adopt_saved_instance(obj, build)
 
+    def _writable(self, request: HttpRequest, queryset: models.QuerySet[OSBuild]) -> models.QuerySet[OSBuild]:
+        if is_superuser(request):
+            return queryset
+        # Public builds are the operators'; members write their organisations' private builds.
+        return self.scope_queryset(request, queryset, manage=True).filter(organisation__isnull=False)
+
+    def _confirm(self, request: HttpRequest, queryset, **context: Any) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            "admin/updates/confirm_action.html",
+            {**self.admin_site.each_context(request), "opts": self.opts, "queryset": queryset, **context},
+        )
+
     @admin.action(description=_("Revoke selected builds"), permissions=["change"])
-    def revoke_selected(self, request: HttpRequest, queryset: models.QuerySet[OSBuild]) -> None:
-        writable = queryset if is_superuser(request) else self.scope_queryset(request, queryset, manage=True)
-        if not is_superuser(request):
-            writable = writable.filter(organisation__isnull=False)  # public builds are the operators'
-        revoked = 0
-        for build in writable.filter(is_revoked=False):
+    def revoke_selected(self, request: HttpRequest, queryset: models.QuerySet[OSBuild]) -> TemplateResponse | None:
+        """Shows what revoking changes (devices running each build, devices re-evaluated), then revokes."""
+        builds = list(self._writable(request, queryset).filter(is_revoked=False).select_related("model"))
+        if "confirm" not in request.POST:
+            consequences = [
+                gettext(
+                    "This revokes build %(build)s of %(model)s: %(running)d devices run it and must move off it; "
+                    "%(evaluated)d devices of the model will be re-evaluated."
+                )
+                % {
+                    "build": build.build_number,
+                    "model": build.model,
+                    "running": Device.objects.filter(model_id=build.model_id, current_build=build).count(),
+                    "evaluated": Device.objects.filter(model_id=build.model_id, retired_at__isnull=True).count(),
+                }
+                for build in builds
+            ]
+            return self._confirm(
+                request,
+                builds,
+                title=gettext("Revoke builds"),
+                question=gettext("Revoke these builds? A revoked build is never a target again."),
+                consequences=consequences or [gettext("None of the selected builds can be revoked by you.")],
+                action="revoke_selected",
+                confirm_label=gettext("Yes, revoke"),
+            )
+        for build in builds:
             build_revoke(build=build)
-            revoked += 1
         self.message_user(
             request,
-            ngettext("%(count)d build revoked.", "%(count)d builds revoked.", revoked) % {"count": revoked},
+            ngettext("%(count)d build revoked.", "%(count)d builds revoked.", len(builds)) % {"count": len(builds)},
             messages.SUCCESS,
         )
+        return None
+
+    @admin.action(description=_("Pin the selected build for an organisation"), permissions=["view"])
+    def pin_selected(self, request: HttpRequest, queryset: models.QuerySet[OSBuild]) -> TemplateResponse | None:
+        """Shows how many of the organisation's devices the pin retargets, then pins (one build)."""
+        if queryset.count() != 1:
+            self.message_user(request, gettext("Select exactly one build to pin."), messages.WARNING)
+            return None
+        build = queryset.select_related("model").get()
+        organisations = Organisation.objects.order_by("name")
+        if not is_superuser(request):
+            organisations = organisations.filter(pk__in=organisation_ids_for_request(request, manage=True))
+        form = PinForm(request.POST if "confirm" in request.POST else None, organisations=organisations)
+        if "confirm" in request.POST and form.is_valid():
+            organisation = form.cleaned_data["organisation"]
+            try:
+                build_pin(
+                    organisation=organisation, build=build, pinned_by=request.user, note=form.cleaned_data["note"]
+                )
+            except ValidationError as error:
+                self.message_user(request, "; ".join(error.messages), messages.ERROR)
+                return None
+            self.message_user(
+                request,
+                gettext("%(build)s is now the target of %(organisation)s's %(model)s devices.")
+                % {"build": build.build_number, "organisation": organisation, "model": build.model},
+                messages.SUCCESS,
+            )
+            return None
+        devices = Device.objects.filter(model_id=build.model_id, retired_at__isnull=True)
+        consequences = [
+            gettext(
+                "%(organisation)s: %(devices)d devices of %(model)s will be measured against %(build)s; %(on)d run it."
+            )
+            % {
+                "organisation": organisation,
+                "devices": devices.filter(organisation=organisation).count(),
+                "model": build.model,
+                "build": build.build_number,
+                "on": devices.filter(organisation=organisation, current_build=build).count(),
+            }
+            for organisation in organisations[:20]
+        ]
+        return self._confirm(
+            request,
+            [build],
+            title=gettext("Pin a build"),
+            question=gettext("Pin %(build)s as the target build of %(model)s?")
+            % {"build": build.build_number, "model": build.model},
+            consequences=consequences,
+            form=form,
+            action="pin_selected",
+            confirm_label=gettext("Yes, pin"),
+        )
+
+
+class PinForm(forms.Form):
+    organisation = forms.ModelChoiceField(queryset=Organisation.objects.none(), label=_("organisation"))
+    note = forms.CharField(label=_("note"), required=False, max_length=255)
+
+    def __init__(self, *args: Any, organisations: models.QuerySet[Organisation], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["organisation"].queryset = organisations
 
 
 @admin.register(BuildPin)

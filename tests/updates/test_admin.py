@@ -163,20 +163,46 @@ def test_build_autocomplete_offers_public_and_own_private_builds(client, manager
     assert texts == {"PUBLIC.240105", "COMPANY-B-7"}
 
 
-def test_the_revoke_action_pulls_a_private_build_but_not_a_public_one(client, manager_a, catalogue):
+def test_the_revoke_action_shows_the_consequences_then_pulls_a_private_build_but_not_a_public_one(
+    client, manager_a, catalogue
+):
     client.force_login(manager_a)
-    client.post(
-        OSBUILD_CHANGELIST,
-        {
-            "action": "revoke_selected",
-            "_selected_action": [catalogue["public"].pk, catalogue["private_a"].pk],
-            "index": 0,
-        },
-    )
+    private = catalogue["private_a"]
+    DeviceFactory.create_batch(2, organisation=private.organisation, model=private.model, current_build=private)
+    data = {"action": "revoke_selected", "_selected_action": [catalogue["public"].pk, private.pk], "index": 0}
+    response = client.post(OSBUILD_CHANGELIST, data)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"This revokes build {private.build_number}" in page and "2 devices run it" in page
+    assert catalogue["public"].build_number not in page.split('id="consequences"')[1].split("</ul>")[0]
+    private.refresh_from_db()
+    assert not private.is_revoked  # nothing happens before the confirmation
+
+    client.post(OSBUILD_CHANGELIST, {**data, "confirm": "yes"})
     catalogue["public"].refresh_from_db()
-    catalogue["private_a"].refresh_from_db()
-    assert catalogue["private_a"].is_revoked and catalogue["private_a"].revoked_at is not None
+    private.refresh_from_db()
+    assert private.is_revoked and private.revoked_at is not None
     assert not catalogue["public"].is_revoked
+
+
+def test_the_pin_action_shows_the_devices_retargeted_then_pins(client, manager_a, org_a, catalogue):
+    client.force_login(manager_a)
+    build = catalogue["public"]
+    DeviceFactory.create_batch(3, organisation=org_a, model=build.model)
+    data = {"action": "pin_selected", "_selected_action": [build.pk], "index": 0}
+    page = client.post(OSBUILD_CHANGELIST, data).content.decode()
+    assert f"3 devices of {build.model} will be measured against {build.build_number}" in page
+    assert not BuildPin.objects.exists()
+    client.post(OSBUILD_CHANGELIST, {**data, "confirm": "yes", "organisation": org_a.pk, "note": "validated"})
+    pin = BuildPin.objects.get(organisation=org_a)
+    assert (pin.build, pin.note) == (build, "validated")
+
+
+def test_a_manager_cannot_pin_for_another_organisation(client, manager_a, org_b, catalogue):
+    client.force_login(manager_a)
+    data = {"action": "pin_selected", "_selected_action": [catalogue["public"].pk], "index": 0}
+    client.post(OSBUILD_CHANGELIST, {**data, "confirm": "yes", "organisation": org_b.pk})
+    assert not BuildPin.objects.exists()
 
 
 # --- Pins ----------------------------------------------------------------------------------------
