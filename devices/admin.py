@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Q, QuerySet
@@ -33,7 +34,14 @@ from devices.dashboard import PATCH_AGE_BUCKETS
 from devices.exports import device_csv_response
 from devices.models import BatteryEvent, CheckIn, ComplianceSnapshot, Device, StatusChange, Waiver
 from devices.selectors import battery_health_trend, device_timeline
-from devices.services import battery_replace, waiver_grant, waiver_revoke
+from devices.services import (
+    battery_replace,
+    devices_battery_replace,
+    devices_retire,
+    devices_waive,
+    waiver_grant,
+    waiver_revoke,
+)
 from fleet.scoping import (
     LargeTableMixin,
     OrganisationScopedAdmin,
@@ -129,6 +137,35 @@ class ReadOnlyHistoryAdmin(OrganisationScopedAdmin):
         return Q(device_id__in=device_ids)
 
 
+class BatteryReplacementForm(forms.Form):
+    occurred_on = forms.DateField(label=_("replaced on"), widget=forms.DateInput(attrs={"type": "date"}))
+    reason = forms.CharField(label=_("reason"), max_length=255, required=False)
+    performed_by = forms.CharField(label=_("performed by"), max_length=200, required=False)
+
+    def clean_occurred_on(self) -> dt.date:
+        day = self.cleaned_data["occurred_on"]
+        if day > timezone.now().date():
+            raise forms.ValidationError(gettext("A replacement cannot be in the future."))
+        return day
+
+    def occurred_at(self) -> dt.datetime:
+        return dt.datetime.combine(self.cleaned_data["occurred_on"], dt.time(12), tzinfo=dt.UTC)
+
+
+class WaiverForm(forms.Form):
+    reason = forms.CharField(label=_("reason"), max_length=255)
+    expires_on = forms.DateField(label=_("expires on"), widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean_expires_on(self) -> dt.date:
+        day = self.cleaned_data["expires_on"]
+        if day <= timezone.now().date():
+            raise forms.ValidationError(gettext("A waiver must expire after today."))
+        return day
+
+    def expires_at(self) -> dt.datetime:
+        return dt.datetime.combine(self.cleaned_data["expires_on"], dt.time(), tzinfo=dt.UTC)
+
+
 class PatchAgeFilter(admin.SimpleListFilter):
     """Security patch age buckets, as the dashboard shows them (days since the reported patch level)."""
 
@@ -187,7 +224,7 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
     search_help_text = _("Exact serial number, IMEI or asset tag; otherwise part of the assignee's name.")
     autocomplete_fields = ("organisation", "fleet", "model")
     readonly_fields = (*_COMPLIANCE_FIELDS, *_REPORTED_FIELDS, *_HISTORY_FIELDS)
-    actions = ("export_csv",)
+    actions = ("export_csv", "record_battery_replacement", "grant_waiver", "recompute_compliance", "retire")
     change_list_template = "admin/devices/device/change_list.html"
     fieldsets = (
         (
@@ -256,6 +293,108 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
             raise PermissionDenied
         changelist = self.get_changelist_instance(request)
         return device_csv_response(changelist.get_queryset(request))
+
+    def _action_form(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Device],
+        form: forms.Form,
+        *,
+        action: str,
+        title: str,
+        submit: str,
+    ) -> TemplateResponse:
+        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        return TemplateResponse(
+            request,
+            "admin/devices/device/action_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": title,
+                "form": form,
+                "action": action,
+                "submit_label": submit,
+                "selected": selected,
+                "select_across": request.POST.get("select_across") == "1",
+                "count": queryset.count(),
+            },
+        )
+
+    def _writable_selection(self, request: HttpRequest, queryset: QuerySet[Device]) -> QuerySet[Device]:
+        # A manager of A who is only a viewer of B acts on A's devices of the selection only.
+        return queryset if is_superuser(request) else self.scope_queryset(request, queryset, manage=True)
+
+    @admin.action(description=_("Record a battery replacement"), permissions=["change"])
+    def record_battery_replacement(self, request: HttpRequest, queryset: QuerySet[Device]) -> TemplateResponse | None:
+        form = BatteryReplacementForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return self._action_form(
+                request,
+                queryset,
+                form,
+                action="record_battery_replacement",
+                title=gettext("Record a battery replacement"),
+                submit=gettext("Record"),
+            )
+        count = devices_battery_replace(
+            devices=self._writable_selection(request, queryset),
+            occurred_at=form.occurred_at(),
+            reason=form.cleaned_data["reason"],
+            performed_by=form.cleaned_data["performed_by"],
+            recorded_by=request.user,
+        )
+        self.message_user(
+            request,
+            ngettext(
+                "Battery replacement recorded for %(count)d device.",
+                "Battery replacement recorded for %(count)d devices.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS,
+        )
+        return None
+
+    @admin.action(description=_("Grant a waiver"), permissions=["change"])
+    def grant_waiver(self, request: HttpRequest, queryset: QuerySet[Device]) -> TemplateResponse | None:
+        form = WaiverForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return self._action_form(
+                request, queryset, form, action="grant_waiver", title=gettext("Grant a waiver"), submit=gettext("Grant")
+            )
+        count = devices_waive(
+            devices=self._writable_selection(request, queryset),
+            reason=form.cleaned_data["reason"],
+            expires_at=form.expires_at(),
+            granted_by=request.user,
+        )
+        self.message_user(
+            request,
+            ngettext("Waiver granted to %(count)d device.", "Waiver granted to %(count)d devices.", count)
+            % {"count": count},
+            messages.SUCCESS,
+        )
+        return None
+
+    @admin.action(description=_("Recompute compliance now"), permissions=["change"])
+    def recompute_compliance(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        result = compliance.recompute(devices=self._writable_selection(request, queryset), reason="admin action")
+        self.message_user(
+            request,
+            gettext("%(updated)d devices updated, %(transitions)d changed status.")
+            % {"updated": result.updated, "transitions": result.transitions_total},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Retire selected devices"), permissions=["change"])
+    def retire(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        count = devices_retire(devices=self._writable_selection(request, queryset))
+        self.message_user(
+            request,
+            ngettext("%(count)d device retired.", "%(count)d devices retired.", count) % {"count": count},
+            messages.SUCCESS,
+        )
 
     @admin.action(description=_("Export selected devices as CSV"))
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Device]) -> StreamingHttpResponse:

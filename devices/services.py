@@ -6,15 +6,18 @@ import dataclasses
 import datetime as dt
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from devices.choices import BatteryEventKind, CheckInSource
 from devices.models import BatteryEvent, CheckIn, Device, Waiver
 from fleet.models import Fleet, Organisation
 from updates import compliance
-from updates.models import OSBuild
+from updates.choices import Channel
+from updates.models import DeviceModel, OSBuild
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,3 +186,191 @@ def _recompute_covered(waiver: Waiver, *, now: dt.datetime, reason: str) -> None
         compliance.recompute(device_ids=[waiver.device_id], now=now, reason=reason)
     else:
         compliance.recompute(fleet_id=waiver.fleet_id, now=now, reason=reason)
+
+
+# --- Enrolment and assignment (the REST API's device writes) ---------------------------------------
+
+ASSIGNMENT_FIELDS = ("fleet", "asset_tag", "assignee", "channel")
+
+
+def _check_fleet(fleet: Fleet | None, organisation_id: int) -> None:
+    if fleet is not None and fleet.organisation_id != organisation_id:
+        raise ValidationError({"fleet": gettext("This fleet belongs to another organisation.")})
+
+
+@transaction.atomic
+def device_enrol(
+    *,
+    organisation: Organisation,
+    serial: str,
+    imei: str | None = None,
+    asset_tag: str = "",
+    assignee: str = "",
+    model: DeviceModel | None = None,
+    fleet: Fleet | None = None,
+    channel: str = Channel.STABLE,
+    now: dt.datetime | None = None,
+) -> Device:
+    """Enrols a device: validated with the model's own rules (unique serial and IMEI per organisation,
+    Luhn IMEI), then evaluated once so it starts with a status (``unknown`` until it reports)."""
+    now = now or timezone.now()
+    _check_fleet(fleet, organisation.pk)
+    device = Device(
+        organisation=organisation,
+        serial=serial,
+        imei=imei or None,
+        asset_tag=asset_tag,
+        assignee=assignee,
+        model=model,
+        fleet=fleet,
+        channel=channel,
+        enrolled_at=now,
+        status_since=now,
+    )
+    device.full_clean()
+    device.save()
+    compliance.recompute(device_ids=[device.pk], now=now, reason="enrolled")
+    device.refresh_from_db()
+    return device
+
+
+@transaction.atomic
+def device_update(*, device: Device, now: dt.datetime | None = None, **changes: object) -> Device:
+    """Changes a device's assignment (fleet, asset tag, assignee, channel). Reported state and compliance
+    are not assignable: they come from check-ins and the engine. A new fleet or channel can change the
+    policy or the target build, so the device is re-evaluated."""
+    unknown = sorted(set(changes) - set(ASSIGNMENT_FIELDS))
+    if unknown:
+        raise ValidationError({field: gettext("This field cannot be changed here.") for field in unknown})
+    if "fleet" in changes:
+        _check_fleet(changes["fleet"], device.organisation_id)  # type: ignore[arg-type]
+    for field, value in changes.items():
+        setattr(device, field, value)
+    device.full_clean()
+    device.save(update_fields=[*changes])
+    if {"fleet", "channel"} & set(changes):
+        compliance.recompute(device_ids=[device.pk], now=now, reason="assignment changed")
+        device.refresh_from_db()
+    return device
+
+
+@transaction.atomic
+def device_retire(*, device: Device, now: dt.datetime | None = None) -> Device:
+    """Marks a device retired (kept with its history). Retiring twice keeps the first date."""
+    if device.retired_at is None:
+        device.retired_at = now or timezone.now()
+        device.save(update_fields=["retired_at"])
+    return device
+
+
+@transaction.atomic
+def battery_reading_record(
+    *,
+    device: Device,
+    occurred_at: dt.datetime,
+    health_pct: int | None = None,
+    part_serial: str = "",
+    reason: str = "",
+    performed_by: str = "",
+    now: dt.datetime | None = None,
+) -> BatteryEvent:
+    """Records a technician's health reading; a reading newer than the last known state updates the device."""
+    event = BatteryEvent(
+        device=device,
+        kind=BatteryEventKind.READING,
+        occurred_at=occurred_at,
+        health_pct=health_pct,
+        part_serial=part_serial,
+        reason=reason,
+        performed_by=performed_by,
+    )
+    event.full_clean()
+    event.save()
+    if health_pct is not None:
+        Device.objects.filter(pk=device.pk).filter(
+            Q(last_check_in_at__isnull=True) | Q(last_check_in_at__lte=occurred_at)
+        ).update(battery_health_pct=health_pct)
+        compliance.recompute(device_ids=[device.pk], now=now, reason="battery reading")
+    return event
+
+
+# --- Bulk operations (admin actions over a selection of devices) -------------------------------------
+
+
+@transaction.atomic
+def devices_battery_replace(
+    *,
+    devices: QuerySet[Device],
+    occurred_at: dt.datetime,
+    reason: str = "",
+    performed_by: str = "",
+    recorded_by: AbstractBaseUser | None = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """Records one battery replacement per device of ``devices``; set-based, whatever the selection's size.
+
+    1. Insert the BatteryEvents with one INSERT ... SELECT over the selection.
+    2. Reset battery age, health and cycles of the devices whose installed battery is not newer.
+    3. Recompute the selection's compliance (one statement).
+    """
+    selection = devices.filter(retired_at__isnull=True).order_by()
+    event_table = BatteryEvent._meta.db_table
+    ids_sql, ids_params = selection.values("pk").query.sql_with_params()
+    adapt = connection.ops.adapt_datetimefield_value
+    created_at = now or timezone.now()
+    values = [
+        BatteryEventKind.REPLACEMENT,
+        adapt(occurred_at) if connection.vendor == "sqlite" else occurred_at,
+        reason[:255],
+        performed_by[:200],
+        recorded_by.pk if recorded_by is not None else None,
+        adapt(created_at) if connection.vendor == "sqlite" else created_at,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO {event_table}
+                    (device_id, kind, occurred_at, part_serial, reason, performed_by, recorded_by_id, created_at)
+                SELECT id, %s, %s, '', %s, %s, %s, %s FROM {Device._meta.db_table} WHERE id IN ({ids_sql})""",
+            [*values, *ids_params],
+        )
+        created = cursor.rowcount
+    selection.filter(Q(battery_installed_on__isnull=True) | Q(battery_installed_on__lte=occurred_at.date())).update(
+        battery_installed_on=occurred_at.date(), battery_health_pct=None, battery_cycle_count=0
+    )
+    compliance.recompute(devices=selection, now=now, reason="battery replaced")
+    return created
+
+
+@transaction.atomic
+def devices_waive(
+    *,
+    devices: QuerySet[Device],
+    reason: str,
+    expires_at: dt.datetime,
+    granted_by: AbstractBaseUser | None = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """Grants one waiver per device of ``devices`` (each in its own organisation), then recomputes them."""
+    now = now or timezone.now()
+    if expires_at <= now:
+        raise ValidationError({"expires_at": gettext("A waiver must expire in the future.")})
+    rows = list(devices.order_by("pk").values_list("pk", "organisation_id"))
+    Waiver.objects.bulk_create(
+        Waiver(
+            organisation_id=organisation_id,
+            device_id=device_id,
+            reason=reason,
+            expires_at=expires_at,
+            granted_by=granted_by,
+            granted_at=now,
+        )
+        for device_id, organisation_id in rows
+    )
+    compliance.recompute(devices=devices, now=now, reason="waiver granted")
+    return len(rows)
+
+
+@transaction.atomic
+def devices_retire(*, devices: QuerySet[Device], now: dt.datetime | None = None) -> int:
+    """Retires the devices of ``devices`` not retired yet: they leave the statistics, sweeps and alerts."""
+    return devices.filter(retired_at__isnull=True).update(retired_at=now or timezone.now())

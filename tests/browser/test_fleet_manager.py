@@ -6,7 +6,9 @@ import csv
 import io
 
 import pytest
+from django.utils import timezone
 
+from devices.models import BatteryEvent
 from fleet.choices import Role
 from tests.browser.conftest import screenshot
 from tests.factories import DeviceFactory, FleetFactory, MembershipFactory, UserFactory
@@ -52,3 +54,16 @@ def test_a_manager_reads_the_dashboard_filters_devices_behind_and_exports_them(p
         page.click("text=Export CSV")
     rows = list(csv.DictReader(io.StringIO(open(download_info.value.path(), encoding="utf-8-sig").read())))
     assert sorted(r["serial number"] for r in rows) == serials
+
+    # Record a battery replacement for the first device through the action and its form.
+    page.locator("#result_list tbody tr").first.locator("input.action-select").check()
+    page.select_option("select[name=action]", "record_battery_replacement")
+    page.click("button[name=index]")
+    page.wait_for_selector("#action-form")
+    page.fill("#id_occurred_on", timezone.now().date().isoformat())
+    page.fill("#id_reason", "swollen battery")
+    screenshot(page, "battery-replacement-form")
+    page.click("input[name=apply]")
+    page.wait_for_selector(".messagelist")
+    assert "Battery replacement recorded for 1 device" in page.locator(".messagelist").inner_text()
+    assert BatteryEvent.objects.get().reason == "swollen battery"
