@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "updates",
     "fleet",
@@ -183,20 +184,46 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
 
 # --- REST framework -------------------------------------------------------------------------
+# DRF's JSON parser reads the body stream itself, out of reach of DATA_UPLOAD_MAX_MEMORY_SIZE: the API's
+# own parser (fleet.api.errors.BoundedJSONParser) stops at this many bytes and answers 413.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "fleet.api.views.FleetPatchAutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["fleet.api.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["fleet.api.permissions.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["fleet.api.throttling.ApiClientRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_client": env.str("API_THROTTLE_RATE", default="6000/minute")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["fleet.api.errors.BoundedJSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "fleet.api.pagination.FleetPatchCursorPagination",
+    "EXCEPTION_HANDLER": "fleet.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+_swagger_ui_dist = env.str("API_DOCS_SWAGGER_UI_DIST", default="SIDECAR")
 SPECTACULAR_SETTINGS = {
     "TITLE": "FleetPatch API",
+    "DESCRIPTION": (
+        "Machine API for MDM tools: enrol devices, report check-ins and battery events, read compliance. "
+        "Authenticate with `Authorization: Bearer <token>` (one token per API client, scoped to one "
+        'organisation). Errors: `{"field": ["reason"]}` for invalid input, `{"detail": "reason"}` otherwise.'
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's JavaScript and CSS are served from our own static files (drf-spectacular-sidecar):
+    # installations are often offline. A URL (a CDN's swagger-ui-dist) may be set instead.
+    "SWAGGER_UI_DIST": _swagger_ui_dist,
+    "SWAGGER_UI_FAVICON_HREF": (
+        "SIDECAR" if _swagger_ui_dist == "SIDECAR" else f"{_swagger_ui_dist.rstrip('/')}/favicon-32x32.png"
+    ),
+    "ENUM_NAME_OVERRIDES": {
+        "ComplianceStatusEnum": "devices.choices.ComplianceStatus",
+        "BatteryStatusEnum": "devices.choices.BatteryStatus",
+        "BatteryEventKindEnum": "devices.choices.BatteryEventKind",
+        "ChannelEnum": "updates.choices.Channel",
+    },
 }
 
 # --- Security -------------------------------------------------------------------------------

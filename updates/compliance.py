@@ -290,9 +290,14 @@ def _scope(
         ids = sorted(set(device_ids))
         if not ids:
             return "1 = 0", {}
-        names = [f"device_{i}" for i in range(len(ids))]
-        clauses.append(f"d.id IN ({', '.join(f'%({n})s' for n in names)})")
-        params.update(dict(zip(names, ids, strict=True)))
+        if connection.vendor == "postgresql":
+            # One array parameter, not a thousand: psycopg splices named parameters one by one.
+            clauses.append("d.id = ANY(%(device_ids)s)")
+            params["device_ids"] = ids
+        else:
+            names = [f"device_{i}" for i in range(len(ids))]
+            clauses.append(f"d.id IN ({', '.join(f'%({n})s' for n in names)})")
+            params.update(dict(zip(names, ids, strict=True)))
     if model_id is not None:
         clauses.append("d.model_id = %(model_id)s")
         params["model_id"] = model_id

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('devices', '0002_pins_and_waivers'),
-        ('fleet', '0003_digest_dispatcher_schedule'),
+        ('fleet', '0001_initial'),
     ]
 
     operations = [

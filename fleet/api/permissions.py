@@ -15,8 +15,13 @@ if TYPE_CHECKING:  # importing rest_framework.views here would be circular while
     from rest_framework.views import APIView
 
 
-def required_scope(request: Request, view: APIView) -> str:
-    """``view.required_scopes`` maps methods (or actions) to scopes; reads default to ``read``."""
+def required_scope(request: Request, view: APIView) -> str | None:
+    """``view.required_scopes`` maps methods (or actions) to scopes; reads default to ``read``.
+
+    None for a method the view does not offer: DRF then answers 405, rather than a scope error.
+    """
+    if not hasattr(view, request.method.lower()):
+        return None
     scopes: dict[str, str] = getattr(view, "required_scopes", {})
     action = getattr(view, "action", None)
     if action and action in scopes:
@@ -36,6 +41,8 @@ class HasScope(BasePermission):
         if not isinstance(client, ApiClient):
             return False
         scope = required_scope(request, view)
+        if scope is None:
+            return True  # the view has no handler for this method: 405 follows
         if scope not in client.scopes:
             self.message = gettext("This token lacks the '%(scope)s' scope.") % {"scope": scope}
             return False

@@ -1,0 +1,299 @@
+"""Check-in ingestion endpoints: FleetPatch's own reports, Android Management API devices, Headwind reports.
+
+Each endpoint takes one report or a list of up to 1,000. One report answers with its result object
+(201 created, 200 duplicate, 400 error); a list answers 200 with one result per item, in order, so
+one bad item never loses the good ones (``{"results": [...], "created": n, "duplicates": n, "errors": n}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from devices.ingest import MAX_BATCH, ItemResult, ItemStatus, Submission, checkins_ingest
+from devices.models import CheckIn, Device
+from devices.reports import (
+    CheckInReportSerializer,
+    ParsedReport,
+    PayloadError,
+    decode_pubsub,
+    is_pubsub_envelope,
+    parse_amapi,
+    parse_headwind,
+    parse_native,
+)
+from fleet.api.pagination import FleetPatchCursorPagination
+from fleet.api.permissions import client_has_scope
+from fleet.choices import Scope
+
+# Android Management API Pub/Sub notifications that carry a Device resource; the others (COMMAND
+# carries an Operation, USAGE_LOGS a batch of logs, "test" nothing) are acknowledged and ignored.
+AMAPI_DEVICE_NOTIFICATIONS = {"ENROLLMENT", "STATUS_REPORT"}
+
+
+class BatchTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "batch_too_large"
+
+
+# --- Schema serializers ----------------------------------------------------------------------------
+class ItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text=_("Position of the report in the request (0 for a single report)."))
+    status = serializers.ChoiceField(choices=["created", "duplicate", "error"])
+    device_id = serializers.IntegerField(allow_null=True)
+    enrolled = serializers.BooleanField(help_text=_("The device was unknown and this report enrolled it."))
+    compliance_status = serializers.CharField(allow_null=True)
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        allow_null=True,
+        help_text=_('Field name to reasons, e.g. {"imei": ["..."]}; null unless status is "error".'),
+    )
+
+
+class BatchResultSerializer(serializers.Serializer):
+    results = ItemResultSerializer(many=True)
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    errors = serializers.IntegerField()
+
+
+class CheckInSerializer(serializers.ModelSerializer):
+    device_id = serializers.IntegerField(read_only=True)
+    build_id = serializers.IntegerField(read_only=True, allow_null=True)
+    battery_level = serializers.IntegerField(source="battery_level_pct", read_only=True, allow_null=True)
+    battery_health = serializers.IntegerField(source="battery_health_pct", read_only=True, allow_null=True)
+
+    class Meta:
+        model = CheckIn
+        fields = [
+            "id",
+            "device_id",
+            "reported_at",
+            "received_at",
+            "source",
+            "build_number",
+            "build_id",
+            "android_version",
+            "security_patch_level",
+            "battery_level",
+            "battery_health",
+            "battery_cycle_count",
+            "agent_version",
+        ]
+        read_only_fields = fields
+
+
+# --- Shared ingestion ------------------------------------------------------------------------------
+def _items(body: Any) -> tuple[list, bool]:
+    """The reports of a body and whether it was a list; a list over the limit stores nothing."""
+    if isinstance(body, list):
+        if len(body) > MAX_BATCH:
+            raise BatchTooLarge(
+                gettext("A request holds at most %(limit)d reports; this one has %(count)d. Nothing was stored.")
+                % {"limit": MAX_BATCH, "count": len(body)}
+            )
+        if not body:
+            raise exceptions.ValidationError(
+                {"non_field_errors": [gettext("Send one report, or a list of 1 to %(limit)d.") % {"limit": MAX_BATCH}]}
+            )
+        return body, True
+    return [body], False
+
+
+def _result(index: int, result: ItemResult) -> dict:
+    return {
+        "index": index,
+        "status": result.status,
+        "device_id": result.device_id,
+        "enrolled": result.enrolled,
+        "compliance_status": result.compliance_status,
+        "errors": result.errors,
+    }
+
+
+def ingest(request: Request, items: list, parse: Callable[[Any], ParsedReport], *, single: bool) -> Response:
+    parsed = [parse(item) for item in items]
+    submissions = [Submission(p.identity, p.report) for p in parsed if p.errors is None]
+    outcomes = iter(
+        checkins_ingest(
+            organisation_id=request.auth.organisation_id,
+            submissions=submissions,
+            can_enrol=client_has_scope(request, Scope.ENROL),
+        )
+    )
+    results = [
+        _result(i, ItemResult(status=ItemStatus.ERROR, errors=p.errors) if p.errors is not None else next(outcomes))
+        for i, p in enumerate(parsed)
+    ]
+    if single:
+        code = {
+            ItemStatus.CREATED: status.HTTP_201_CREATED,
+            ItemStatus.DUPLICATE: status.HTTP_200_OK,
+            ItemStatus.ERROR: status.HTTP_400_BAD_REQUEST,
+        }[results[0]["status"]]
+        return Response(results[0], status=code)
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("created", "duplicate", "error")}
+    return Response(
+        {"results": results, "created": counts["created"], "duplicates": counts["duplicate"], "errors": counts["error"]}
+    )
+
+
+_INGEST_RESPONSES = {
+    200: OpenApiResponse(
+        BatchResultSerializer,
+        description="A list was sent: one result per report, in order (some may be errors). "
+        "A single report already received answers 200 with its ItemResult.",
+    ),
+    201: OpenApiResponse(ItemResultSerializer, description="A single report, stored."),
+    400: OpenApiResponse(ItemResultSerializer, description="A single report with errors, or an unreadable body."),
+    413: OpenApiResponse(description=f"A list of more than {MAX_BATCH} reports; nothing was stored."),
+}
+
+
+# --- Views -----------------------------------------------------------------------------------------
+class CheckInCursorPagination(FleetPatchCursorPagination):
+    """A device's check-ins, newest first by default."""
+
+    def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
+        if not request.query_params.get(self.ordering_param):
+            return ("-reported_at", "-id")
+        return super().get_ordering(request, queryset, view)
+
+
+class CheckInsView(GenericAPIView):
+    """``POST``: report check-ins (scope ``report``; unknown devices are enrolled with scope ``enrol``).
+    ``GET``: one device's check-ins, newest first (scope ``read``)."""
+
+    required_scopes = {"POST": Scope.REPORT, "GET": Scope.READ}
+    serializer_class = CheckInSerializer
+    pagination_class = CheckInCursorPagination
+    ordering_fields = ("reported_at", "id")
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting the view
+            return CheckIn.objects.none()
+        organisation_id = self.request.auth.organisation_id
+        params = self.request.query_params
+        lookups = {name: params[name] for name in ("device", "serial", "imei") if params.get(name)}
+        if not lookups:
+            raise exceptions.ValidationError(
+                {"device": [gettext("Say whose check-ins: ?device=<id>, ?serial=<serial> or ?imei=<imei>.")]}
+            )
+        devices = Device.objects.filter(organisation_id=organisation_id)
+        if "device" in lookups:
+            if not lookups["device"].isdigit():
+                raise exceptions.ValidationError({"device": [gettext("A device id is a whole number.")]})
+            devices = devices.filter(pk=int(lookups["device"]))
+        if "serial" in lookups:
+            devices = devices.filter(serial=lookups["serial"])
+        if "imei" in lookups:
+            devices = devices.filter(imei=lookups["imei"])
+        device_id = devices.values_list("pk", flat=True).first()
+        if device_id is None:
+            # Another organisation's device is as absent as one that does not exist.
+            raise exceptions.NotFound(gettext("No such device."))
+        return CheckIn.objects.filter(device_id=device_id)
+
+    @extend_schema(
+        operation_id="checkins_list",
+        parameters=[
+            OpenApiParameter("device", OpenApiTypes.INT, description="The device's id."),
+            OpenApiParameter("serial", OpenApiTypes.STR, description="The device's serial number."),
+            OpenApiParameter("imei", OpenApiTypes.STR, description="The device's IMEI."),
+        ],
+        responses=CheckInSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="checkins_create",
+        request=CheckInReportSerializer,
+        responses=_INGEST_RESPONSES,
+        description="One report object, or a JSON list of up to 1,000 of them. Idempotent on "
+        "(device, reported_at, source). A report older than the device's last check-in is kept in "
+        "history but does not change the device's state.",
+        examples=[
+            OpenApiExample(
+                "One report",
+                request_only=True,
+                value={
+                    "serial": "R58N12ABCDE",
+                    "imei": "356938035643809",
+                    "model": "Samsung Galaxy XCover 7",
+                    "reported_at": "2024-03-01T08:30:00Z",
+                    "build_number": "UP1A.231005.007",
+                    "android_version": "14",
+                    "security_patch_level": "2024-02-01",
+                    "battery_level": 81,
+                    "battery_health": 92,
+                    "battery_cycle_count": 212,
+                    "agent_version": "3.2.1",
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        items, is_list = _items(request.data)
+        return ingest(request, items, parse_native, single=not is_list)
+
+
+class AmapiIngestView(GenericAPIView):
+    """Android Management API ``Device`` resources: one, a list, or a Pub/Sub push envelope."""
+
+    required_scopes = {"POST": Scope.REPORT}
+    serializer_class = ItemResultSerializer
+
+    @extend_schema(
+        operation_id="ingest_amapi",
+        request=OpenApiTypes.OBJECT,
+        responses=_INGEST_RESPONSES,
+        description="An Android Management API Device resource (enterprises.devices), a list of them, or a "
+        'Pub/Sub push envelope {"message": {"data": "<base64 Device JSON>", "attributes": {...}, '
+        '"messageId": "..."}, "subscription": "..."}. Notifications that carry no Device (COMMAND, '
+        "USAGE_LOGS, test) are acknowledged with 200 and ignored.",
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if is_pubsub_envelope(body):
+            attributes = body["message"].get("attributes") or {}
+            kind = attributes.get("notificationType") if isinstance(attributes, dict) else None
+            if kind is not None and kind not in AMAPI_DEVICE_NOTIFICATIONS:
+                return Response({"status": "ignored", "notification_type": str(kind)[:50]})
+            try:
+                body = decode_pubsub(body)
+            except PayloadError as error:
+                raise exceptions.ValidationError(error.errors) from None
+        items, is_list = _items(body)
+        return ingest(request, items, parse_amapi, single=not is_list)
+
+
+class HeadwindIngestView(GenericAPIView):
+    """Headwind MDM device info reports: one or a list."""
+
+    required_scopes = {"POST": Scope.REPORT}
+    serializer_class = ItemResultSerializer
+
+    @extend_schema(
+        operation_id="ingest_headwind",
+        request=OpenApiTypes.OBJECT,
+        responses=_INGEST_RESPONSES,
+        description="Headwind MDM's device info (serial, imei, model, androidVersion, batteryLevel, "
+        "launcherVersion...; optional timestamp in epoch milliseconds or ISO 8601, else the time it was "
+        "received). It carries no build number: the device keeps its last known build.",
+    )
+    def post(self, request: Request) -> Response:
+        items, is_list = _items(request.data)
+        received_at = timezone.now()
+        return ingest(request, items, lambda item: parse_headwind(item, received_at=received_at), single=not is_list)

@@ -1,0 +1,226 @@
+"""Devices (list, look up, enrol, reassign, retire), battery events, and the compliance read-outs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.db.models import Count, QuerySet
+from django.http import Http404
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from devices import services
+from devices.api.filters import BatteryEventFilterSet, DeviceFilterSet
+from devices.api.serializers import (
+    BatteryEventCreateSerializer,
+    BatteryEventSerializer,
+    ComplianceSummarySerializer,
+    DeviceEnrolSerializer,
+    DeviceSerializer,
+    DeviceUpdateSerializer,
+)
+from devices.choices import BatteryEventKind, BatteryStatus, ComplianceStatus
+from devices.models import BatteryEvent, Device
+from fleet.api.serializers import FleetSummarySerializer
+from fleet.api.views import ApiViewMixin
+from fleet.choices import Scope
+from fleet.models import Fleet
+from updates.api.serializers import BuildSummarySerializer, TimeToPatchQuerySerializer, TimeToPatchSerializer
+from updates.api.views import builds_visible_to
+from updates.models import DeviceModel
+from updates.selectors import time_to_patch
+
+# Everything a device's representation links to, so a page is one query whatever its size.
+DEVICE_SELECT_RELATED = ("model__manufacturer", "fleet", "current_build", "latest_build")
+
+
+class DeviceViewSet(
+    ApiViewMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The client's organisation's devices. Another organisation's device is a 404, whatever the lookup."""
+
+    serializer_class = DeviceSerializer
+    filterset_class = DeviceFilterSet
+    ordering_fields = ("id", "serial")
+    required_scopes = {"create": Scope.ENROL, "partial_update": Scope.ENROL, "retire": Scope.ENROL}
+    queryset = Device.objects.none()
+
+    def get_queryset(self) -> QuerySet[Device]:
+        return Device.objects.filter(organisation_id=self.organisation_id).select_related(*DEVICE_SELECT_RELATED)
+
+    def get_serializer_context(self) -> dict:
+        context = super().get_serializer_context()
+        if self.request is not None and self.request.auth is not None:
+            context["organisation_id"] = self.organisation_id
+        return context
+
+    def _device_response(self, device: Device, code: int = status.HTTP_200_OK) -> Response:
+        device = self.get_queryset().get(pk=device.pk)
+        return Response(DeviceSerializer(device, context=self.get_serializer_context()).data, status=code)
+
+    @extend_schema(request=DeviceEnrolSerializer, responses={201: DeviceSerializer})
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        """Enrols a device (scope `enrol`). 400 if the serial or IMEI is already enrolled in your organisation."""
+        serializer = DeviceEnrolSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        device = services.device_enrol(organisation=request.auth.organisation, **serializer.validated_data)
+        return self._device_response(device, status.HTTP_201_CREATED)
+
+    @extend_schema(request=DeviceUpdateSerializer, responses={200: DeviceSerializer})
+    def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
+        """Changes assignment fields only (scope `enrol`): fleet, asset_tag, assignee, channel."""
+        device = self.get_object()
+        serializer = DeviceUpdateSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        device = services.device_update(device=device, **serializer.validated_data)
+        return self._device_response(device)
+
+    @extend_schema(request=None, responses={200: DeviceSerializer})
+    @action(detail=True, methods=["post"])
+    def retire(self, request: Request, pk: str | None = None) -> Response:
+        """Retires a device (scope `enrol`): it keeps its history; retiring twice keeps the first date."""
+        device = services.device_retire(device=self.get_object())
+        return self._device_response(device)
+
+    def _by(self, **lookup: str) -> Response:
+        if any("\x00" in value for value in lookup.values()):
+            raise Http404
+        device = self.get_queryset().filter(**lookup).first()
+        if device is None:
+            raise Http404
+        return Response(DeviceSerializer(device, context=self.get_serializer_context()).data)
+
+    @extend_schema(responses={200: DeviceSerializer}, filters=False)
+    @action(detail=False, url_path=r"by-serial/(?P<serial>[^/]+)", filterset_class=None, pagination_class=None)
+    def by_serial(self, request: Request, serial: str) -> Response:
+        """One device by its serial number (serials containing "/" are found with `?serial=` on the list)."""
+        return self._by(serial=serial)
+
+    @extend_schema(responses={200: DeviceSerializer}, filters=False)
+    @action(detail=False, url_path=r"by-imei/(?P<imei>[0-9]{1,15})", filterset_class=None, pagination_class=None)
+    def by_imei(self, request: Request, imei: str) -> Response:
+        """One device by its IMEI."""
+        return self._by(imei=imei)
+
+
+class BatteryEventViewSet(ApiViewMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Battery replacements and health readings of the client's organisation's devices."""
+
+    serializer_class = BatteryEventSerializer
+    filterset_class = BatteryEventFilterSet
+    ordering_fields = ("id", "occurred_at")
+    required_scopes = {"create": Scope.REPORT}
+    queryset = BatteryEvent.objects.none()
+
+    def get_queryset(self) -> QuerySet[BatteryEvent]:
+        return (
+            BatteryEvent.objects.filter(device__organisation_id=self.organisation_id)
+            .select_related("device")
+            .order_by()
+        )
+
+    @extend_schema(request=BatteryEventCreateSerializer, responses={201: BatteryEventSerializer})
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        """Records a replacement (resets the battery's age, health and cycles) or a health reading (scope `report`)."""
+        serializer = BatteryEventCreateSerializer(data=request.data, context={"organisation_id": self.organisation_id})
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        kind = data.pop("kind")
+        if kind == BatteryEventKind.REPLACEMENT:
+            if data.pop("health_pct", None) is not None:
+                raise ValidationError({"health_pct": [gettext("A replacement carries no reading; send a reading.")]})
+            event = services.battery_replace(**data)
+        else:
+            event = services.battery_reading_record(**data)
+        return Response(BatteryEventSerializer(event).data, status=status.HTTP_201_CREATED)
+
+
+def _empty_counts() -> dict:
+    return {
+        "total": 0,
+        "by_status": dict.fromkeys(ComplianceStatus.values, 0),
+        "by_battery_status": dict.fromkeys(BatteryStatus.values, 0),
+        "waived": 0,
+    }
+
+
+def _add(counts: dict, row: dict) -> None:
+    counts["total"] += row["n"]
+    counts["by_status"][row["compliance_status"]] += row["n"]
+    counts["by_battery_status"][row["battery_status"]] += row["n"]
+    if row["is_waived"]:
+        counts["waived"] += row["n"]
+
+
+class ComplianceSummaryView(ApiViewMixin, APIView):
+    """Counts of the organisation's active (not retired) devices, for the organisation and per fleet."""
+
+    @extend_schema(responses={200: ComplianceSummarySerializer})
+    def get(self, request: Request) -> Response:
+        # One GROUP BY for every count, one query for the fleets' names (fleets without devices included).
+        rows = (
+            Device.objects.filter(organisation_id=self.organisation_id, retired_at__isnull=True)
+            .values("fleet_id", "compliance_status", "battery_status", "is_waived")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        organisation = _empty_counts()
+        per_fleet: dict[int | None, dict] = defaultdict(_empty_counts)
+        for row in rows:
+            _add(organisation, row)
+            _add(per_fleet[row["fleet_id"]], row)
+        fleets = Fleet.objects.filter(organisation_id=self.organisation_id).order_by("name")
+        result = [{"fleet": FleetSummarySerializer(f).data, **per_fleet.get(f.pk, _empty_counts())} for f in fleets]
+        if None in per_fleet:
+            result.append({"fleet": None, **per_fleet[None]})
+        return Response({"organisation": organisation, "fleets": result})
+
+
+class TimeToPatchView(ApiViewMixin, APIView):
+    """Per build of one model: how many of the organisation's devices installed it, and how fast."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("model", str, required=True, description=_("Device model: id or slug."))],
+        responses={200: TimeToPatchSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        query = TimeToPatchQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        value = query.validated_data["model"]
+        models = (
+            DeviceModel.objects.filter(pk=int(value)) if value.isdigit() else DeviceModel.objects.filter(slug=value)
+        )
+        found = list(models[:2])
+        if len(found) != 1:
+            message = (
+                gettext("No device model matches %(value)s.")
+                if not found
+                else gettext("Several models have the slug %(value)s: give the id.")
+            )
+            raise ValidationError({"model": [message % {"value": value}]})
+        builds = list(builds_visible_to(self.organisation_id).filter(model=found[0]).order_by("-released_at", "-id"))
+        stats = time_to_patch(build_ids=[b.pk for b in builds], organisation_id=self.organisation_id)
+        return Response(
+            [
+                {
+                    "build": BuildSummarySerializer(build).data,
+                    "channel": build.channel,
+                    "private": build.organisation_id is not None,
+                    "installed_devices": stats[build.pk].installed_devices,
+                    "median_days": stats[build.pk].median_days,
+                    "p90_days": stats[build.pk].p90_days,
+                }
+                for build in builds
+            ]
+        )

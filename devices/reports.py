@@ -1,0 +1,451 @@
+"""Check-in reports as MDMs send them (FleetPatch's own format, Android Management API, Headwind MDM),
+parsed into :class:`devices.services.Report` plus the device's identity, with per-field errors.
+
+Every format is first mapped onto the native field names, then validated by one serializer, so the
+rules (an IMEI's check digit, a patch level not in the future...) are the same whatever the source.
+Errors on a foreign format name the field as that format spells it (``softwareInfo.securityPatchLevel``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+from rest_framework.settings import api_settings
+
+from devices.choices import CheckInSource
+from devices.services import Report
+from devices.validators import luhn_is_valid, validate_imei, validate_patch_level_not_in_future
+
+# A report may say it was taken a little after the server's clock: device clocks drift.
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+# The audit copy of a payload is bounded: a misbehaving MDM must not fill the check-in table.
+RAW_MAX_BYTES = 16 * 1024
+# Keys whose values never reach the audit copy, at any depth (compared lower-case, without - and _).
+SECRET_KEY_PARTS = ("token", "secret", "password", "passwd", "authorization", "apikey", "credential", "cookie")
+
+NON_FIELD = api_settings.NON_FIELD_ERRORS_KEY
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceIdentity:
+    """How a report names its device, and what it says of its model (used only to enrol it)."""
+
+    serial: str = ""
+    imei: str | None = None
+    # Candidate model names, best first ("Crosscall Core-Z5", "Core-Z5"); resolved case-insensitively.
+    model_names: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedReport:
+    """One item of a request: either a valid report with its device identity, or its field errors."""
+
+    identity: DeviceIdentity | None = None
+    report: Report | None = None
+    errors: dict[str, list[str]] | None = None
+
+
+class PayloadError(Exception):
+    """The request body as a whole cannot be read (bad base64, not JSON, wrong shape)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 datetime that must carry its UTC offset: a naive time is ambiguous across a fleet."""
+
+    default_error_messages = {"naive": _("Give the UTC offset (e.g. 2024-01-05T10:00:00Z or +01:00).")}
+
+    def to_internal_value(self, value: Any) -> dt.datetime:
+        if isinstance(value, str):
+            try:
+                parsed = parse_datetime(value)
+            except ValueError:
+                parsed = None
+            if parsed is not None and timezone.is_naive(parsed):
+                self.fail("naive")
+        return super().to_internal_value(value)
+
+
+class CheckInReportSerializer(serializers.Serializer):
+    """A check-in report in FleetPatch's own format (``POST /api/v1/checkins/``)."""
+
+    serial = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    imei = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
+    model = serializers.CharField(
+        max_length=300, required=False, allow_blank=True, default="", help_text=_("Used only to enrol a new device.")
+    )
+    reported_at = AwareDateTimeField()
+    build_number = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    android_version = serializers.CharField(max_length=20, required=False, allow_blank=True, default="")
+    security_patch_level = serializers.DateField(required=False, allow_null=True, default=None)
+    battery_level = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True, default=None)
+    battery_health = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True, default=None)
+    battery_cycle_count = serializers.IntegerField(
+        min_value=0, max_value=2_147_483_647, required=False, allow_null=True, default=None
+    )
+    agent_version = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+
+    def validate_imei(self, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            validate_imei(value)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from None
+        return value
+
+    def validate_reported_at(self, value: dt.datetime) -> dt.datetime:
+        if value > timezone.now() + FUTURE_TOLERANCE:
+            raise serializers.ValidationError(
+                gettext("A report cannot be dated in the future (%(value)s).") % {"value": value.isoformat()}
+            )
+        return value
+
+    def validate_security_patch_level(self, value: dt.date | None) -> dt.date | None:
+        if value is not None:
+            try:
+                validate_patch_level_not_in_future(value)
+            except DjangoValidationError as error:
+                raise serializers.ValidationError(error.messages) from None
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs.get("serial") and not attrs.get("imei"):
+            raise serializers.ValidationError({"serial": [gettext("Give the device's serial number or its IMEI.")]})
+        return attrs
+
+
+# One instance validates every item: instantiating a serializer per item costs more than validating it.
+_NATIVE = CheckInReportSerializer()
+
+
+def _validate(data: Any, *, rename: Callable[[str], str] | None = None) -> tuple[dict | None, dict | None]:
+    if not isinstance(data, dict):
+        return None, {NON_FIELD: [gettext("Each report is a JSON object.")]}
+    attrs = _fast_validate(data)
+    if attrs is not None:
+        return attrs, None
+    try:
+        return _NATIVE.run_validation(data), None
+    except serializers.ValidationError as error:
+        detail = error.detail if isinstance(error.detail, dict) else {NON_FIELD: error.detail}
+        return None, {
+            (rename(field) if rename else field): [str(message) for message in _as_list(messages)]
+            for field, messages in detail.items()
+        }
+
+
+# (field, max length) of the text fields, as the serializer declares them.
+_TEXT_FIELDS = tuple(
+    (name, field.max_length)
+    for name, field in _NATIVE.fields.items()
+    if isinstance(field, serializers.CharField) and name != "imei"
+)
+_INT_FIELDS = tuple(
+    (name, field.min_value, field.max_value)
+    for name, field in _NATIVE.fields.items()
+    if isinstance(field, serializers.IntegerField)
+)
+
+
+def _fast_validate(data: dict) -> dict | None:
+    """The serializer's result for a report that is plainly valid, in a fraction of its time; None for
+    anything less plain (a number sent as text, a bad value...), which the serializer then validates and
+    explains. Bulk requests are almost all plainly valid, and validation was a third of their cost."""
+    attrs: dict[str, Any] = {}
+    for name, max_length in _TEXT_FIELDS:
+        value = data.get(name, "")
+        if not isinstance(value, str):
+            return None
+        value = value.strip()
+        if (max_length is not None and len(value) > max_length) or "\x00" in value:
+            return None
+        attrs[name] = value
+    imei = data.get("imei")
+    if imei is not None and not isinstance(imei, str):
+        return None
+    imei = imei.strip() if imei else None
+    if imei and not (len(imei) == 15 and imei.isdigit() and luhn_is_valid(imei)):
+        return None
+    attrs["imei"] = imei or None
+    if not attrs["serial"] and not attrs["imei"]:
+        return None
+    for name, low, high in _INT_FIELDS:
+        value = data.get(name)
+        if value is not None and (type(value) is not int or not low <= value <= high):
+            return None
+        attrs[name] = value
+    reported_at = data.get("reported_at")
+    try:
+        parsed = parse_datetime(reported_at) if isinstance(reported_at, str) else None
+    except ValueError:
+        return None
+    if parsed is None or timezone.is_naive(parsed) or parsed > timezone.now() + FUTURE_TOLERANCE:
+        return None
+    attrs["reported_at"] = parsed.astimezone(dt.UTC)
+    level = data.get("security_patch_level")
+    if level is not None:
+        try:
+            level = parse_date(level) if isinstance(level, str) else None
+        except ValueError:
+            return None
+        if level is None or level > timezone.now().date() + dt.timedelta(days=1):
+            return None
+    attrs["security_patch_level"] = level
+    return attrs
+
+
+def _as_list(messages: Any) -> list:
+    return messages if isinstance(messages, list) else [messages]
+
+
+def _to_parsed(attrs: dict, *, source: str, raw: Any, model_names: tuple[str, ...] | None = None) -> ParsedReport:
+    identity = DeviceIdentity(
+        serial=attrs["serial"].strip(),
+        imei=attrs["imei"],
+        model_names=model_names if model_names is not None else ((attrs["model"].strip(),) if attrs["model"] else ()),
+    )
+    report = Report(
+        reported_at=attrs["reported_at"],
+        source=source,
+        build_number=attrs["build_number"].strip(),
+        android_version=attrs["android_version"].strip(),
+        security_patch_level=attrs["security_patch_level"],
+        battery_level_pct=attrs["battery_level"],
+        battery_health_pct=attrs["battery_health"],
+        battery_cycle_count=attrs["battery_cycle_count"],
+        agent_version=attrs["agent_version"].strip(),
+        raw=bounded_raw(raw),
+    )
+    return ParsedReport(identity=identity, report=report)
+
+
+# --- Native ----------------------------------------------------------------------------------------
+def parse_native(item: Any) -> ParsedReport:
+    attrs, errors = _validate(item)
+    if errors:
+        return ParsedReport(errors=errors)
+    return _to_parsed(attrs, source=CheckInSource.API, raw=item)
+
+
+# --- Android Management API -----------------------------------------------------------------------
+# Where each native field comes from in an AMAPI Device resource, for error messages.
+AMAPI_FIELDS = {
+    "serial": "hardwareInfo.serialNumber",
+    "imei": "networkInfo.imei",
+    "model": "hardwareInfo.model",
+    "reported_at": "lastStatusReportTime",
+    "build_number": "softwareInfo.androidBuildNumber",
+    "android_version": "softwareInfo.androidVersion",
+    "security_patch_level": "softwareInfo.securityPatchLevel",
+    "battery_level": "powerManagementEvents.batteryLevel",
+    "agent_version": "softwareInfo.androidDevicePolicyVersionName",
+}
+
+
+def _obj(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _newest_battery_level(events: Any) -> Any:
+    """The battery level of the newest BATTERY_LEVEL_COLLECTED event (RFC 3339 times sort as text only
+    when they share a format, so they are parsed)."""
+    newest, newest_at = None, None
+    for event in events if isinstance(events, list) else ():
+        if not isinstance(event, dict) or event.get("eventType") != "BATTERY_LEVEL_COLLECTED":
+            continue
+        if not isinstance(event.get("batteryLevel"), int | float):
+            continue
+        at = _parse_time(event.get("createTime")) or dt.datetime.min.replace(tzinfo=dt.UTC)
+        if newest_at is None or at >= newest_at:
+            newest, newest_at = event["batteryLevel"], at
+    return None if newest is None else round(newest)
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    return parsed if parsed is not None and timezone.is_aware(parsed) else None
+
+
+def parse_amapi(device: Any) -> ParsedReport:
+    """An Android Management API ``Device`` resource (enterprises.devices); unknown fields are ignored.
+
+    ``lastStatusReportTime`` dates the report (``lastPolicySyncTime`` when a device has not sent a
+    status report yet); the battery level is that of the newest ``BATTERY_LEVEL_COLLECTED`` power
+    management event; ``softwareInfo.systemUpdateInfo`` and the rest are kept in the raw payload.
+    """
+    if not isinstance(device, dict):
+        return ParsedReport(errors={NON_FIELD: [gettext("An Android Management API Device is a JSON object.")]})
+    hardware = _obj(device.get("hardwareInfo"))
+    software = _obj(device.get("softwareInfo"))
+    network = _obj(device.get("networkInfo"))
+    imei = network.get("imei")
+    if not imei:
+        # Dual-SIM devices report each IMEI under telephonyInfos in recent API revisions.
+        imei = next(
+            (
+                _text(t.get("imei"))
+                for t in network.get("telephonyInfos") or ()
+                if isinstance(t, dict) and t.get("imei")
+            ),
+            None,
+        )
+    native = {
+        "serial": _text(hardware.get("serialNumber")),
+        "imei": _text(imei) or None,
+        "reported_at": device.get("lastStatusReportTime") or device.get("lastPolicySyncTime"),
+        "build_number": _text(software.get("androidBuildNumber")),
+        "android_version": _text(software.get("androidVersion")),
+        "security_patch_level": software.get("securityPatchLevel") or None,
+        "battery_level": _newest_battery_level(device.get("powerManagementEvents")),
+        "agent_version": _text(software.get("androidDevicePolicyVersionName"))[:50],
+    }
+    attrs, errors = _validate(native, rename=lambda field: AMAPI_FIELDS.get(field, field))
+    if errors:
+        return ParsedReport(errors=errors)
+    model = _text(hardware.get("model"))
+    names = tuple(
+        dict.fromkeys(
+            name
+            for name in (
+                f"{_text(hardware.get('brand'))} {model}".strip(),
+                f"{_text(hardware.get('manufacturer'))} {model}".strip(),
+                model,
+            )
+            if name and model
+        )
+    )
+    return _to_parsed(attrs, source=CheckInSource.AMAPI, raw=device, model_names=names)
+
+
+def decode_pubsub(envelope: dict) -> Any:
+    """The Device JSON inside a Pub/Sub push message (``message.data``, base64), with its message id."""
+    message = envelope.get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("data"), str):
+        raise PayloadError({"message.data": [gettext("A Pub/Sub push message carries its payload in message.data.")]})
+    try:
+        data = base64.b64decode(message["data"], validate=True)
+    except (binascii.Error, ValueError):
+        try:
+            data = base64.urlsafe_b64decode(message["data"])
+        except (binascii.Error, ValueError):
+            raise PayloadError({"message.data": [gettext("message.data is not valid base64.")]}) from None
+    try:
+        decoded = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise PayloadError({"message.data": [gettext("message.data does not decode to JSON.")]}) from None
+    if isinstance(decoded, dict):
+        # Pub/Sub delivers at least once: the message id in the audit copy tells a redelivery apart.
+        decoded = {**decoded, "_pubsub": {"messageId": message.get("messageId") or message.get("message_id")}}
+    return decoded
+
+
+def is_pubsub_envelope(body: Any) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("message"), dict) and "data" in body["message"]
+
+
+# --- Headwind MDM ----------------------------------------------------------------------------------
+HEADWIND_FIELDS = {
+    "serial": "serial",
+    "imei": "imei",
+    "reported_at": "timestamp",
+    "android_version": "androidVersion",
+    "battery_level": "batteryLevel",
+    "agent_version": "launcherVersion",
+}
+
+
+def _headwind_time(value: Any, *, received_at: dt.datetime) -> Any:
+    # Headwind's Java clients send epoch milliseconds; an ISO string is accepted too.
+    if value is None or value == "":
+        return received_at
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return "invalid"
+    return value
+
+
+def parse_headwind(info: Any, *, received_at: dt.datetime) -> ParsedReport:
+    """Headwind MDM's device info report (``DeviceInfo``: serial, imei, model, androidVersion,
+    batteryLevel, launcherVersion...). It has no build number, so the device keeps its last known
+    build; it is dated by ``timestamp`` when present, else by when it was received."""
+    if not isinstance(info, dict):
+        return ParsedReport(errors={NON_FIELD: [gettext("A Headwind device info report is a JSON object.")]})
+    reported = _headwind_time(info.get("timestamp", info.get("ts")), received_at=received_at)
+    battery = info.get("batteryLevel")
+    native = {
+        "serial": _text(info.get("serial")),
+        "imei": _text(info.get("imei")) or None,
+        "reported_at": reported.isoformat() if isinstance(reported, dt.datetime) else reported,
+        "android_version": _text(info.get("androidVersion")),
+        "battery_level": battery if isinstance(battery, int) and battery >= 0 else None,
+        "agent_version": _text(info.get("launcherVersion"))[:50],
+    }
+    attrs, errors = _validate(native, rename=lambda field: HEADWIND_FIELDS.get(field, field))
+    if errors:
+        return ParsedReport(errors=errors)
+    model = _text(info.get("model"))
+    return _to_parsed(attrs, source=CheckInSource.HEADWIND, raw=info, model_names=(model,) if model else ())
+
+
+# --- Audit copy ------------------------------------------------------------------------------------
+def _is_secret(key: str) -> bool:
+    folded = key.lower().replace("_", "").replace("-", "")
+    return any(part in folded for part in SECRET_KEY_PARTS)
+
+
+def _has_secrets(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any((isinstance(k, str) and _is_secret(k)) or _has_secrets(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_secrets(v) for v in value)
+    return False
+
+
+def _without_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_secrets(v) for k, v in value.items() if not (isinstance(k, str) and _is_secret(k))}
+    if isinstance(value, list):
+        return [_without_secrets(v) for v in value]
+    return value
+
+
+def bounded_raw(payload: Any) -> dict | None:
+    """The payload as stored for audit: secrets removed, and at most ``RAW_MAX_BYTES`` of JSON; a larger
+    one is replaced by its size and its top-level keys."""
+    if payload is None:
+        return None
+    # Copied only when there is something to remove: most reports carry no secret.
+    cleaned = _without_secrets(payload) if _has_secrets(payload) else payload
+    if not isinstance(cleaned, dict):
+        cleaned = {"value": cleaned}
+    size = len(json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))
+    if size <= RAW_MAX_BYTES:
+        return cleaned
+    return {"truncated": True, "bytes": size, "keys": [str(k)[:100] for k in list(cleaned)[:100]]}

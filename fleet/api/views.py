@@ -1,0 +1,138 @@
+"""What every API view shares (the client's organisation, the audit log of writes), and the fleets resource."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpResponseBase
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers, viewsets
+from rest_framework.exceptions import MethodNotAllowed
+from rest_framework.request import Request
+
+from fleet.api.filters import FleetFilterSet
+from fleet.api.serializers import FleetSerializer
+from fleet.models import ApiClient, Fleet
+
+
+# --- Schema: the Bearer scheme and the error responses every operation can give -------------------
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text=_("What went wrong, for a person to read."))
+
+
+FIELD_ERRORS = OpenApiResponse(
+    response=OpenApiTypes.OBJECT,
+    description=_(
+        'Invalid input: a map of field name to a list of reasons, e.g. `{"imei": ["..."]}` (nested for list '
+        'items), or `{"detail": "..."}` for malformed JSON.'
+    ),
+)
+
+
+class FleetPatchAutoSchema(AutoSchema):
+    """Adds the error responses every endpoint can give, so clients see their shapes in the schema."""
+
+    def _get_response_bodies(self, direction: str = "response") -> dict:
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        writes = self.method not in ("GET", "HEAD", "OPTIONS")
+        errors: dict[str, Any] = {
+            "400": FIELD_ERRORS,
+            "401": OpenApiResponse(
+                ErrorSerializer, description=gettext("No token, or an invalid, revoked or expired one.")
+            ),
+            "403": OpenApiResponse(
+                ErrorSerializer, description=gettext("The token lacks the scope this operation needs.")
+            ),
+            "404": OpenApiResponse(
+                ErrorSerializer, description=gettext("Not found, or belongs to another organisation (never 403).")
+            ),
+            "429": OpenApiResponse(
+                ErrorSerializer, description=gettext("Too many requests for this client (throttled).")
+            ),
+        }
+        if writes:
+            errors["413"] = OpenApiResponse(
+                ErrorSerializer, description=gettext("The request body is over the size limit.")
+            )
+        for code, response in errors.items():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(response, code, direction=direction)
+        return responses
+
+
+audit_log = logging.getLogger("fleetpatch.api.audit")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """Describes ``fleet.api.authentication.BearerTokenAuthentication`` in the OpenAPI schema."""
+
+    target_class = "fleet.api.authentication.BearerTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": gettext("An API client's token: `Authorization: Bearer <token>` (see create_api_client)."),
+        }
+
+
+def audit_write(request: Request, response: HttpResponseBase) -> None:
+    """One line per API write: who (client id and token prefix, never the token), what, and the outcome."""
+    if request.method in SAFE_METHODS:
+        return
+    # Read what authentication already found: touching request.auth would authenticate again.
+    client = getattr(request, "_auth", None)
+    if isinstance(client, ApiClient):
+        who = f"client={client.pk} prefix={client.token_prefix} organisation={client.organisation_id}"
+    else:
+        who = "client=- prefix=-"
+    audit_log.info("%s method=%s path=%s status=%s", who, request.method, request.path, response.status_code)
+
+
+class ApiViewMixin:
+    """Mixed into every API view: scoping helpers and the audit log of writes."""
+
+    request: Request
+    # Ids only in URLs: "/devices/abc/" is an unknown URL (JSON 404), never a lookup that cannot parse.
+    lookup_value_regex = "[0-9]+"
+
+    @property
+    def organisation_id(self) -> int:
+        return self.request.auth.organisation_id
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # DRF checks permissions before it finds the handler, and HasScope has no scope for a method the
+        # view does not offer (DELETE, PUT): answer 405 first, as a view without that method would.
+        method = request.method.lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            raise MethodNotAllowed(request.method)
+        super().initial(request, *args, **kwargs)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        audit_write(request, response)
+        return response
+
+
+class FleetViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    """The client's organisation's fleets."""
+
+    serializer_class = FleetSerializer
+    filterset_class = FleetFilterSet
+    ordering_fields = ("id", "slug")
+    queryset = Fleet.objects.none()  # for the schema; get_queryset scopes every request
+
+    def get_queryset(self) -> QuerySet[Fleet]:
+        return Fleet.objects.filter(organisation_id=self.organisation_id).order_by()

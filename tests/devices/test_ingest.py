@@ -1,0 +1,400 @@
+"""The set-based check-in service: the single-device rules, applied to a batch in a constant number of statements."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+
+import pytest
+from django.utils import timezone
+
+from devices.choices import CheckInSource, ComplianceStatus
+from devices.ingest import ItemStatus, Submission, checkins_ingest
+from devices.models import CheckIn, Device, StatusChange
+from devices.reports import DeviceIdentity
+from devices.services import Report, device_check_in
+from tests.factories import DeviceFactory, DeviceModelFactory, ManufacturerFactory, OrganisationFactory, OSBuildFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = timezone.now().replace(microsecond=0)
+T1 = NOW - dt.timedelta(hours=3)
+T2 = NOW - dt.timedelta(hours=2)
+T3 = NOW - dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def catalogue():
+    """A model with two builds: the older one 60 days old, the newest one 10 days old."""
+    model = DeviceModelFactory(name="Core-Z5", slug="core-z5", manufacturer=ManufacturerFactory(name="Crosscall"))
+    old = OSBuildFactory(
+        model=model,
+        build_number="OLD.001",
+        security_patch_level=NOW.date() - dt.timedelta(days=60),
+        released_at=NOW - dt.timedelta(days=60),
+    )
+    new = OSBuildFactory(
+        model=model,
+        build_number="NEW.002",
+        security_patch_level=NOW.date() - dt.timedelta(days=10),
+        released_at=NOW - dt.timedelta(days=10),
+    )
+    return model, old, new
+
+
+def report(at: dt.datetime, build: str = "NEW.002", **fields) -> Report:
+    values = {"security_patch_level": NOW.date() - dt.timedelta(days=10), "battery_level_pct": 80, **fields}
+    return Report(reported_at=at, build_number=build, **values)
+
+
+def ingest(org, pairs, *, can_enrol=False, now=NOW):
+    return checkins_ingest(
+        organisation_id=org.pk,
+        submissions=[Submission(identity, rep) for identity, rep in pairs],
+        can_enrol=can_enrol,
+        now=now,
+    )
+
+
+def by_serial(device) -> DeviceIdentity:
+    return DeviceIdentity(serial=device.serial)
+
+
+def test_a_report_is_stored_applied_and_evaluated(catalogue):
+    model, _, new = catalogue
+    device = DeviceFactory(model=model)
+
+    [result] = ingest(device.organisation, [(by_serial(device), report(T1))])
+
+    assert result.status == ItemStatus.CREATED
+    assert result.device_id == device.pk
+    device.refresh_from_db()
+    assert device.current_build == new
+    assert device.reported_build_number == "NEW.002"
+    assert device.last_check_in_at == T1
+    assert device.battery_level_pct == 80
+    assert device.compliance_status == ComplianceStatus.UP_TO_DATE == result.compliance_status
+    assert StatusChange.objects.filter(device=device, to_status=ComplianceStatus.UP_TO_DATE).count() == 1
+
+
+def test_the_same_report_sent_twice_is_stored_once(catalogue):
+    device = DeviceFactory(model=catalogue[0])
+    ingest(device.organisation, [(by_serial(device), report(T1))])
+
+    [again] = ingest(device.organisation, [(by_serial(device), report(T1))])
+
+    assert again.status == ItemStatus.DUPLICATE
+    assert CheckIn.objects.filter(device=device).count() == 1
+
+
+def test_duplicates_inside_one_batch_are_collapsed(catalogue):
+    device = DeviceFactory(model=catalogue[0])
+
+    results = ingest(device.organisation, [(by_serial(device), report(T1)), (by_serial(device), report(T1))])
+
+    assert [r.status for r in results] == [ItemStatus.CREATED, ItemStatus.DUPLICATE]
+    assert CheckIn.objects.filter(device=device).count() == 1
+
+
+def test_an_older_report_is_kept_in_history_but_never_regresses_the_device(catalogue):
+    model, old, new = catalogue
+    device = DeviceFactory(model=model)
+    ingest(device.organisation, [(by_serial(device), report(T3, "NEW.002"))])
+
+    [late] = ingest(device.organisation, [(by_serial(device), report(T1, "OLD.001", battery_level_pct=20))])
+
+    assert late.status == ItemStatus.CREATED
+    assert late.applied is False
+    device.refresh_from_db()
+    assert device.current_build == new
+    assert device.last_check_in_at == T3
+    assert device.battery_level_pct == 80
+    assert CheckIn.objects.filter(device=device).count() == 2
+
+
+def test_several_reports_of_one_device_in_a_batch_end_on_the_newest(catalogue):
+    model, old, new = catalogue
+    device = DeviceFactory(model=model)
+
+    ingest(
+        device.organisation,
+        [
+            (by_serial(device), report(T3, "NEW.002", battery_level_pct=None)),
+            (by_serial(device), report(T1, "OLD.001", battery_level_pct=55)),
+        ],
+    )
+
+    device.refresh_from_db()
+    assert device.current_build == new
+    assert device.last_check_in_at == T3
+    # The newest report did not say its battery level: the last known one (from T1) is kept.
+    assert device.battery_level_pct == 55
+
+
+def test_a_build_unknown_to_the_catalogue_is_recorded_and_makes_the_status_unknown(catalogue):
+    device = DeviceFactory(model=catalogue[0])
+
+    [result] = ingest(device.organisation, [(by_serial(device), report(T1, "CUSTOM.999"))])
+
+    device.refresh_from_db()
+    assert device.reported_build_number == "CUSTOM.999"
+    assert device.current_build is None
+    assert result.compliance_status == ComplianceStatus.UNKNOWN
+    assert CheckIn.objects.get(device=device).build_number == "CUSTOM.999"
+
+
+def test_a_report_without_build_number_keeps_the_last_known_build(catalogue):
+    model, _, new = catalogue
+    device = DeviceFactory(model=model)
+    ingest(device.organisation, [(by_serial(device), report(T1))])
+
+    ingest(device.organisation, [(by_serial(device), report(T2, "", android_version="14"))])
+
+    device.refresh_from_db()
+    assert device.current_build == new
+    assert device.reported_build_number == "NEW.002"
+    assert device.last_check_in_at == T2
+
+
+def test_an_organisations_private_build_wins_over_the_public_one_of_the_same_number(catalogue):
+    model, _, _ = catalogue
+    device = DeviceFactory(model=model)
+    private = OSBuildFactory(model=model, build_number="NEW.002", organisation=device.organisation)
+
+    ingest(device.organisation, [(by_serial(device), report(T1))])
+
+    device.refresh_from_db()
+    assert device.current_build == private
+
+
+def test_a_device_is_found_by_imei_alone(catalogue):
+    device = DeviceFactory(model=catalogue[0])
+
+    [result] = ingest(device.organisation, [(DeviceIdentity(imei=device.imei), report(T1))])
+
+    assert result.device_id == device.pk
+
+
+def test_a_report_naming_two_devices_by_serial_and_imei_is_an_error(catalogue):
+    one = DeviceFactory(model=catalogue[0])
+    other = DeviceFactory(model=catalogue[0], organisation=one.organisation)
+
+    [result] = ingest(one.organisation, [(DeviceIdentity(serial=one.serial, imei=other.imei), report(T1))])
+
+    assert result.status == ItemStatus.ERROR
+    assert "imei" in result.errors
+    assert not CheckIn.objects.exists()
+
+
+def test_an_unknown_device_is_an_error_without_the_enrol_scope(catalogue):
+    org = OrganisationFactory()
+
+    [result] = ingest(org, [(DeviceIdentity(serial="NEW-1"), report(T1))], can_enrol=False)
+
+    assert result.status == ItemStatus.ERROR
+    assert "serial" in result.errors
+    assert not Device.objects.exists()
+
+
+def test_an_unknown_device_is_enrolled_with_the_enrol_scope_and_its_model_resolved_by_name(catalogue):
+    model = catalogue[0]
+    org = OrganisationFactory()
+
+    results = ingest(
+        org,
+        [
+            (DeviceIdentity(serial="NEW-1", model_names=("crosscall core-z5",)), report(T1)),
+            (DeviceIdentity(serial="NEW-2", model_names=("CORE-Z5",)), report(T1)),
+            (DeviceIdentity(serial="NEW-3", model_names=("core-z5",)), report(T1)),
+        ],
+        can_enrol=True,
+    )
+
+    assert [r.status for r in results] == [ItemStatus.CREATED] * 3
+    assert all(r.enrolled for r in results)
+    devices = Device.objects.filter(organisation=org).order_by("serial")
+    assert [d.model_id for d in devices] == [model.pk] * 3
+    assert {d.compliance_status for d in devices} == {ComplianceStatus.UP_TO_DATE}
+
+
+def test_a_device_of_an_unknown_model_is_enrolled_without_model_and_is_unknown(catalogue):
+    org = OrganisationFactory()
+
+    [result] = ingest(org, [(DeviceIdentity(serial="NEW-1", model_names=("Nokia 3310",)), report(T1))], can_enrol=True)
+
+    device = Device.objects.get(pk=result.device_id)
+    assert device.model is None
+    assert device.reported_build_number == "NEW.002"
+    assert result.compliance_status == ComplianceStatus.UNKNOWN
+
+
+def test_an_unknown_device_named_by_imei_only_cannot_be_enrolled(catalogue):
+    org = OrganisationFactory()
+
+    [result] = ingest(org, [(DeviceIdentity(imei="356938035643809"), report(T1))], can_enrol=True)
+
+    assert result.status == ItemStatus.ERROR
+    assert not Device.objects.exists()
+
+
+def test_one_new_serial_reported_twice_in_a_batch_is_enrolled_once(catalogue):
+    org = OrganisationFactory()
+    identity = DeviceIdentity(serial="NEW-1", model_names=("core-z5",))
+
+    results = ingest(org, [(identity, report(T1)), (identity, report(T2))], can_enrol=True)
+
+    assert Device.objects.filter(organisation=org).count() == 1
+    assert results[0].device_id == results[1].device_id
+    assert CheckIn.objects.count() == 2
+
+
+def test_a_client_of_b_reporting_a_serial_of_a_never_touches_as_device(catalogue):
+    device_a = DeviceFactory(model=catalogue[0])
+    org_b = OrganisationFactory()
+
+    [refused] = ingest(org_b, [(by_serial(device_a), report(T1))], can_enrol=False)
+    [enrolled] = ingest(org_b, [(by_serial(device_a), report(T2))], can_enrol=True)
+
+    assert refused.status == ItemStatus.ERROR
+    assert enrolled.device_id != device_a.pk
+    assert Device.objects.get(pk=enrolled.device_id).organisation == org_b
+    device_a.refresh_from_db()
+    assert device_a.last_check_in_at is None
+    assert not CheckIn.objects.filter(device=device_a).exists()
+
+
+def test_the_same_report_from_two_sources_is_two_check_ins(catalogue):
+    device = DeviceFactory(model=catalogue[0])
+
+    ingest(device.organisation, [(by_serial(device), report(T1))])
+    [amapi] = ingest(
+        device.organisation, [(by_serial(device), dataclasses.replace(report(T1), source=CheckInSource.AMAPI))]
+    )
+
+    assert amapi.status == ItemStatus.CREATED
+    assert CheckIn.objects.filter(device=device).count() == 2
+
+
+def _batch(org, model, size: int, at: dt.datetime):
+    devices = DeviceFactory.create_batch(size, organisation=org, model=model)
+    return [(by_serial(d), report(at)) for d in devices]
+
+
+def test_the_number_of_statements_does_not_grow_with_the_batch(catalogue, django_assert_max_num_queries):
+    model = catalogue[0]
+    org = OrganisationFactory()
+    small = _batch(org, model, 10, T1)
+    large = _batch(org, model, 1000, T1)
+    enrol_small = [(DeviceIdentity(serial=f"S{i}", model_names=("core-z5",)), report(T1)) for i in range(10)]
+    enrol_large = [(DeviceIdentity(serial=f"L{i}", model_names=("core-z5",)), report(T1)) for i in range(1000)]
+
+    # Resolve, builds, insert, update, recompute (2-3), statuses, plus the savepoint around it.
+    with django_assert_max_num_queries(12) as small_queries:
+        ingest(org, small)
+    with django_assert_max_num_queries(len(small_queries)):
+        results = ingest(org, large)
+    with django_assert_max_num_queries(14) as enrol_small_queries:
+        ingest(org, enrol_small, can_enrol=True)
+    with django_assert_max_num_queries(len(enrol_small_queries)):
+        enrolled = ingest(org, enrol_large, can_enrol=True)
+
+    assert {r.status for r in results + enrolled} == {ItemStatus.CREATED}
+    assert CheckIn.objects.count() == 2020
+
+
+def test_a_batch_gives_the_same_result_as_the_single_device_path_report_by_report(catalogue):
+    """The same reports, in the same order, through both paths: same check-ins, device state, statuses."""
+    model, old, new = catalogue
+    org_bulk, org_single = OrganisationFactory(), OrganisationFactory()
+    scenarios = [
+        [report(T2, "NEW.002"), report(T1, "OLD.001", battery_level_pct=10)],  # out of order
+        [report(T1, "OLD.001", security_patch_level=NOW.date() - dt.timedelta(days=200))],  # critical
+        [report(T1, "UNKNOWN.1")],  # unknown build
+        [report(T1, "NEW.002"), report(T2, "", battery_health_pct=41)],  # keeps build, battery worn
+        [report(T1, "NEW.002"), report(T1, "NEW.002")],  # duplicate
+    ]
+    bulk_devices, single_devices = [], []
+    for index, reports in enumerate(scenarios):
+        bulk_device = DeviceFactory(organisation=org_bulk, model=model, serial=f"EQ{index}")
+        single_device = DeviceFactory(organisation=org_single, model=model, serial=f"EQ{index}")
+        bulk_devices.append(bulk_device)
+        single_devices.append(single_device)
+        for rep in reports:
+            device_check_in(device=single_device, report=rep, now=NOW)
+    # One batch per "round": each report is the n-th report of its device.
+    for round_ in range(2):
+        ingest(
+            org_bulk,
+            [
+                (by_serial(d), reps[round_])
+                for d, reps in zip(bulk_devices, scenarios, strict=True)
+                if round_ < len(reps)
+            ],
+        )
+
+    compared = [
+        "current_build_id",
+        "reported_build_number",
+        "android_version",
+        "security_patch_level",
+        "last_check_in_at",
+        "battery_level_pct",
+        "battery_health_pct",
+        "battery_cycle_count",
+        "compliance_status",
+        "battery_status",
+        "behind_since",
+        "latest_build_id",
+        "builds_behind",
+    ]
+    for bulk_device, single_device in zip(bulk_devices, single_devices, strict=True):
+        bulk_device.refresh_from_db()
+        single_device.refresh_from_db()
+        assert [getattr(bulk_device, f) for f in compared] == [getattr(single_device, f) for f in compared], (
+            bulk_device.serial
+        )
+        checkin_fields = ("reported_at", "build_number", "build_id", "battery_level_pct", "security_patch_level")
+        assert list(
+            CheckIn.objects.filter(device=bulk_device).order_by("reported_at").values_list(*checkin_fields)
+        ) == (list(CheckIn.objects.filter(device=single_device).order_by("reported_at").values_list(*checkin_fields)))
+        assert list(StatusChange.objects.filter(device=bulk_device).values_list("from_status", "to_status")) == list(
+            StatusChange.objects.filter(device=single_device).values_list("from_status", "to_status")
+        )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_over_the_same_devices_in_opposite_orders_do_not_deadlock():
+    from django.db import connection
+
+    from tests.conftest import require_service
+
+    require_service(connection.vendor == "postgresql", "row locks and deadlocks need PostgreSQL")
+    model = DeviceModelFactory()
+    OSBuildFactory(model=model, build_number="NEW.002")
+    org = OrganisationFactory()
+    devices = DeviceFactory.create_batch(200, organisation=org, model=model)
+    errors: list[BaseException] = []
+
+    def run(ordered: list, offset: int) -> None:
+        try:
+            for round_ in range(5):
+                at = NOW - dt.timedelta(minutes=10 * round_ + offset)
+                ingest(org, [(by_serial(d), report(at)) for d in ordered])
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=run, args=(devices, 1)),
+        threading.Thread(target=run, args=(list(reversed(devices)), 2)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []
+    assert CheckIn.objects.filter(device__organisation=org).count() == 2000

@@ -1,0 +1,74 @@
+"""The catalogue: device models (read-only) and OS builds (read; publish and revoke private builds)."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from fleet.api.views import ApiViewMixin
+from fleet.choices import Scope
+from updates.api.filters import BuildFilterSet, DeviceModelFilterSet
+from updates.api.serializers import BuildPublishSerializer, BuildSerializer, DeviceModelSerializer
+from updates.models import DeviceModel, OSBuild
+from updates.services import build_publish, build_revoke
+
+
+def builds_visible_to(organisation_id: int) -> QuerySet[OSBuild]:
+    """The public catalogue and the organisation's own private builds; never another organisation's."""
+    return OSBuild.objects.filter(Q(organisation__isnull=True) | Q(organisation_id=organisation_id))
+
+
+class DeviceModelViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    """The global catalogue of device models. Clients cannot add models: superusers and imports do."""
+
+    serializer_class = DeviceModelSerializer
+    filterset_class = DeviceModelFilterSet
+    ordering_fields = ("id",)
+    queryset = DeviceModel.objects.select_related("manufacturer").order_by()
+
+
+class BuildViewSet(ApiViewMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """OS builds: the public catalogue plus the client's organisation's private (in-house) builds."""
+
+    serializer_class = BuildSerializer
+    filterset_class = BuildFilterSet
+    ordering_fields = ("id", "released_at")
+    required_scopes = {"create": Scope.CATALOGUE, "revoke": Scope.CATALOGUE}
+    queryset = OSBuild.objects.none()
+
+    def get_queryset(self) -> QuerySet[OSBuild]:
+        return builds_visible_to(self.organisation_id).select_related("model__manufacturer").order_by()
+
+    @extend_schema(request=BuildPublishSerializer, responses={201: BuildSerializer})
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        """Publishes a private build of your organisation (scope `catalogue`); devices are re-evaluated."""
+        serializer = BuildPublishSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        build = build_publish(
+            organisation=request.auth.organisation,
+            model=data["model"],
+            build_number=data["build_number"],
+            android_version=data["android_version"],
+            security_patch_level=data["security_patch_level"],
+            released_at=data.get("released_at") or timezone.now(),
+            channel=data["channel"],
+        )
+        build = self.get_queryset().get(pk=build.pk)
+        return Response(BuildSerializer(build).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: BuildSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str | None = None) -> Response:
+        """Revokes one of your organisation's private builds (scope `catalogue`); public builds are 404."""
+        build = get_object_or_404(
+            OSBuild.objects.select_related("model__manufacturer"), pk=pk, organisation_id=self.organisation_id
+        )
+        build = build_revoke(build=build)
+        return Response(BuildSerializer(build).data)
