@@ -32,7 +32,7 @@ from django.utils.translation import gettext_lazy as _
 from devices.choices import BatteryEventKind
 from devices.dashboard import PATCH_AGE_BUCKETS
 from devices.exports import device_csv_response
-from devices.models import BatteryEvent, CheckIn, ComplianceSnapshot, Device, StatusChange, Waiver
+from devices.models import BatteryEvent, CheckIn, ComplianceSnapshot, Device, DeviceTally, StatusChange, Waiver
 from devices.selectors import battery_health_trend, device_timeline
 from devices.services import (
     battery_replace,
@@ -682,3 +682,14 @@ class ComplianceSnapshotAdmin(OrganisationScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return is_superuser(request)
+
+
+@admin.register(DeviceTally)
+class DeviceTallyAdmin(ComplianceSnapshotAdmin):
+    """The sweep's counts behind the dashboard: read-only, rewritten by every sweep."""
+
+    list_display = ("organisation", "model", "compliance_status", "battery_status", "patch_bucket", "count")
+    list_filter = ("compliance_status", "battery_status", ("organisation", ScopedRelatedFieldListFilter))
+    list_select_related = ("organisation", "model")
+    date_hierarchy = None
+    ordering = ("organisation_id", "-count")

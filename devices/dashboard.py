@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter, defaultdict
 from urllib.parse import urlencode
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Sum
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from devices.choices import BatteryStatus, ComplianceStatus
-from devices.models import ComplianceSnapshot, Device
+from devices.models import ComplianceSnapshot, Device, DeviceTally
 from fleet.models import CompliancePolicy, Organisation
-from updates.selectors import models_reaching_end_of_support
+from updates.compliance import PATCH_BUCKETS, tally_devices
+from updates.models import DeviceModel
 
 # Statuses a manager must act on; the trend line counts these.
 NEEDS_ACTION = (
@@ -36,13 +38,9 @@ STATUS_COLOURS = {
     ComplianceStatus.SILENT: "#546e7a",
     ComplianceStatus.UNKNOWN: "#9e9e9e",
 }
-# Patch age buckets (days): label, lower bound (exclusive), upper bound (inclusive).
-PATCH_AGE_BUCKETS = (
-    ("0-30", None, 30),
-    ("31-60", 30, 60),
-    ("61-90", 60, 90),
-    ("91-180", 90, 180),
-    ("180+", 180, None),
+# Patch age buckets (days): label, lower bound (exclusive), upper bound (inclusive); from the engine's tallies.
+PATCH_AGE_BUCKETS = tuple(
+    (label, PATCH_BUCKETS[index - 1][1] if index else None, upper) for index, (label, upper) in enumerate(PATCH_BUCKETS)
 )
 TREND_DAYS = 90
 
@@ -68,6 +66,7 @@ class Dashboard:
     end_of_support: list[dict]
     eos_warning_days: int
     trend: list[tuple[dt.date, int]]
+    computed_at: dt.datetime | None = None
     trend_svg_points: str = ""
     trend_dots: list[tuple[str, str, dt.date, int]] = dataclasses.field(default_factory=list)
 
@@ -77,7 +76,7 @@ def devices_url(organisation: Organisation, **filters: object) -> str:
     return f"{reverse('admin:devices_device_changelist')}?{urlencode(params)}"
 
 
-def _bars(counts: dict[str, int], choices: list[tuple[str, str]], total: int, url, colours=None) -> list[Bar]:
+def _bars(counts: Counter, choices: list[tuple[str, str]], total: int, url, colours=None) -> list[Bar]:
     return [
         Bar(
             label=str(label),
@@ -91,62 +90,44 @@ def _bars(counts: dict[str, int], choices: list[tuple[str, str]], total: int, ur
 
 
 def build_dashboard(*, organisation: Organisation, today: dt.date) -> Dashboard:
-    """Five queries: one aggregate over the organisation's devices, one per-model breakdown, the models
-    reaching end of support, the policy's warning window, and the trend's daily snapshots."""
-    active = Device.objects.filter(organisation=organisation, retired_at__isnull=True)
-    aggregates = {f"status_{s}": Count("id", filter=Q(compliance_status=s)) for s in ComplianceStatus.values}
-    aggregates |= {f"battery_{b}": Count("id", filter=Q(battery_status=b)) for b in BatteryStatus.values}
-    for label, lower, upper in PATCH_AGE_BUCKETS:
-        condition = Q(security_patch_level__isnull=False)
-        if upper is not None:
-            condition &= Q(security_patch_level__gte=today - dt.timedelta(days=upper))
-        if lower is not None:
-            condition &= Q(security_patch_level__lt=today - dt.timedelta(days=lower))
-        aggregates[f"patch_{label}"] = Count("id", filter=condition)
-    aggregates["patch_unknown"] = Count("id", filter=Q(security_patch_level__isnull=True))
-    aggregates["waived"] = Count("id", filter=Q(is_waived=True))
-    aggregates["total"] = Count("id")
-    row = active.aggregate(**aggregates)
-    total = row["total"]
+    """Four small queries whatever the organisation's size: its tallies (kept by the sweep; computed
+    now if it has none yet), the models they name, its policy's warning window, and the trend."""
+    tallies = list(DeviceTally.objects.filter(organisation=organisation))
+    if not tallies and Device.objects.filter(organisation=organisation, retired_at__isnull=True).exists():
+        tally_devices(organisation_id=organisation.pk)
+        tallies = list(DeviceTally.objects.filter(organisation=organisation))
 
-    statuses = _bars(
-        {s: row[f"status_{s}"] for s in ComplianceStatus.values},
+    statuses: Counter = Counter()
+    batteries: Counter = Counter()
+    patch_ages: Counter = Counter()
+    per_model: dict[int, Counter] = defaultdict(Counter)
+    waived = 0
+    for tally in tallies:
+        statuses[tally.compliance_status] += tally.count
+        batteries[tally.battery_status] += tally.count
+        patch_ages[tally.patch_bucket] += tally.count
+        waived += tally.count if tally.is_waived else 0
+        if tally.model_id is not None:
+            per_model[tally.model_id]["devices"] += tally.count
+            per_model[tally.model_id]["on_target"] += tally.count if tally.on_target else 0
+    total = sum(statuses.values())
+
+    status_bars = _bars(
+        statuses,
         ComplianceStatus.choices,
         total,
         lambda s: devices_url(organisation, compliance_status__exact=s),
         STATUS_COLOURS,
     )
-    batteries = _bars(
-        {b: row[f"battery_{b}"] for b in BatteryStatus.values},
+    battery_bars = _bars(
+        batteries,
         BatteryStatus.choices,
         total,
         lambda b: devices_url(organisation, battery_status__exact=b),
     )
     patch_choices = [(label, _("%(days)s days") % {"days": label}) for label, _lower, _upper in PATCH_AGE_BUCKETS]
     patch_choices.append(("unknown", _("unknown")))
-    patch_ages = _bars(
-        {label: row[f"patch_{label}"] for label, _label in patch_choices},
-        patch_choices,
-        total,
-        lambda label: devices_url(organisation, patch_age=label),
-    )
-
-    models = list(
-        active.filter(model__isnull=False)
-        .values("model_id", "model__name", "model__manufacturer__name")
-        .annotate(
-            devices=Count("id"),
-            on_target=Count(
-                "id",
-                filter=Q(current_build__isnull=False, latest_build__isnull=False, builds_behind=0)
-                & ~Q(compliance_status=ComplianceStatus.UNKNOWN),
-            ),
-        )
-        .order_by("-devices")[:20]
-    )
-    for model in models:
-        model["share"] = model["on_target"] / model["devices"] if model["devices"] else 0.0
-        model["url"] = devices_url(organisation, model__id__exact=model["model_id"])
+    patch_bars = _bars(patch_ages, patch_choices, total, lambda label: devices_url(organisation, patch_age=label))
 
     eos_warning_days = (
         CompliancePolicy.objects.filter(organisation=organisation, fleet__isnull=True)
@@ -154,16 +135,31 @@ def build_dashboard(*, organisation: Organisation, today: dt.date) -> Dashboard:
         .first()
         or CompliancePolicy._meta.get_field("eos_warning_days").default
     )
+    catalogue = DeviceModel.objects.select_related("manufacturer").in_bulk(list(per_model))
+    models = []
+    for model_id, counts in sorted(per_model.items(), key=lambda item: -item[1]["devices"])[:20]:
+        model = catalogue[model_id]
+        models.append(
+            {
+                "model_id": model_id,
+                "model__name": model.name,
+                "model__manufacturer__name": model.manufacturer.name,
+                "devices": counts["devices"],
+                "on_target": counts["on_target"],
+                "share": counts["on_target"] / counts["devices"],
+                "url": devices_url(organisation, model__id__exact=model_id),
+            }
+        )
+    horizon = today + dt.timedelta(days=eos_warning_days)
     end_of_support = [
         {
             "model": model,
-            "devices": model.device_count,
+            "devices": per_model[model.pk]["devices"],
             "ended": model.security_support_until < today,
             "url": devices_url(organisation, model__id__exact=model.pk),
         }
-        for model in models_reaching_end_of_support(
-            organisation_id=organisation.pk, today=today, within_days=eos_warning_days
-        )
+        for model in sorted(catalogue.values(), key=lambda m: (m.security_support_until or dt.date.max, m.pk))
+        if model.security_support_until is not None and model.security_support_until <= horizon
     ]
 
     since = today - dt.timedelta(days=TREND_DAYS)
@@ -177,14 +173,15 @@ def build_dashboard(*, organisation: Organisation, today: dt.date) -> Dashboard:
     dashboard = Dashboard(
         organisation=organisation,
         total=total,
-        statuses=statuses,
-        batteries=batteries,
-        patch_ages=patch_ages,
-        waived=row["waived"],
+        statuses=status_bars,
+        batteries=battery_bars,
+        patch_ages=patch_bars,
+        waived=waived,
         models=models,
         end_of_support=end_of_support,
         eos_warning_days=eos_warning_days,
         trend=trend,
+        computed_at=max((t.computed_at for t in tallies), default=None),
     )
     dashboard.trend_dots = _points(trend, since=since, days=TREND_DAYS)
     dashboard.trend_svg_points = " ".join(f"{x},{y}" for x, y, _day, _count in dashboard.trend_dots)

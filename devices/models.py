@@ -367,3 +367,33 @@ class ComplianceSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organisation_id} {self.day} {self.status}: {self.count}"
+
+
+class DeviceTally(models.Model):
+    """How many of an organisation's active devices share one combination of the dashboard's dimensions.
+
+    Rewritten by the sweep (``updates.compliance.tally_devices``) in one GROUP BY over the fleet, so
+    the dashboard of an organisation of any size sums a few hundred rows instead of scanning its devices.
+    """
+
+    organisation = models.ForeignKey(
+        "fleet.Organisation", on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation")
+    )
+    model = models.ForeignKey(
+        "updates.DeviceModel", on_delete=models.CASCADE, null=True, related_name="+", verbose_name=_("model")
+    )
+    compliance_status = models.CharField(_("compliance status"), max_length=20, choices=ComplianceStatus.choices)
+    battery_status = models.CharField(_("battery status"), max_length=20, choices=BatteryStatus.choices)
+    patch_bucket = models.CharField(_("patch age"), max_length=10)
+    on_target = models.BooleanField(_("on target build"))
+    is_waived = models.BooleanField(_("waived"))
+    count = models.PositiveIntegerField(_("devices"))
+    computed_at = models.DateTimeField(_("computed at"))
+
+    class Meta:
+        verbose_name = _("device tally")
+        verbose_name_plural = _("device tallies")
+        indexes = [models.Index(fields=["organisation"], name="tally_organisation_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.organisation_id}: {self.count}"

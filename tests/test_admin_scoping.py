@@ -32,7 +32,7 @@ from tests.factories import (
     StatusChangeFactory,
     UserFactory,
 )
-from updates.compliance import snapshot_statuses
+from updates.compliance import snapshot_statuses, tally_devices
 from updates.models import BuildPin
 
 ADMIN_APPS = ("fleet", "devices", "updates")
@@ -102,6 +102,7 @@ def one_of_everything(world, manager_a):
         expires_at=timezone.now() + dt.timedelta(days=30),
     )
     snapshot_statuses()
+    tally_devices()
     return world
 
 

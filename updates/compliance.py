@@ -448,3 +448,55 @@ def snapshot_statuses(*, today: dt.date | None = None) -> int:
             [day],
         )
         return cursor.rowcount
+
+
+# Patch age buckets of the dashboard: label and upper bound in days (inclusive); None is "older".
+PATCH_BUCKETS = (("0-30", 30), ("31-60", 60), ("61-90", 90), ("91-180", 180), ("180+", None))
+
+
+@transaction.atomic
+def tally_devices(*, organisation_id: int | None = None, now: dt.datetime | None = None) -> int:
+    """Rewrites the dashboard's tallies (all organisations, or one): one GROUP BY over the active devices.
+
+    Readers see the previous tallies until this transaction commits, never a half-written set.
+    """
+    from devices.models import DeviceTally
+
+    now = now or timezone.now()
+    today = now.date()
+    sqlite = connection.vendor == "sqlite"
+    params: dict = {"now": connection.ops.adapt_datetimefield_value(now) if sqlite else now}
+    whens = []
+    for index, (label, upper) in enumerate(PATCH_BUCKETS):
+        if upper is None:
+            whens.append(f"ELSE '{label}'")
+        else:
+            cutoff = today - dt.timedelta(days=upper)
+            params[f"bucket_{index}"] = cutoff.isoformat() if sqlite else cutoff
+            whens.append(f"WHEN d.security_patch_level >= %(bucket_{index})s THEN '{label}'")
+    bucket = f"CASE WHEN d.security_patch_level IS NULL THEN 'unknown' {' '.join(whens)} END"
+    on_target = (
+        "CASE WHEN d.current_build_id IS NOT NULL AND d.latest_build_id IS NOT NULL AND d.builds_behind = 0"
+        f" AND d.compliance_status <> '{ComplianceStatus.UNKNOWN}' THEN %(true)s ELSE %(false)s END"
+    )
+    params |= {"true": True, "false": False}
+    table = DeviceTally._meta.db_table
+    scope, delete_scope = "", ""
+    if organisation_id is not None:
+        params["organisation_id"] = organisation_id
+        scope = " AND d.organisation_id = %(organisation_id)s"
+        delete_scope = " WHERE organisation_id = %(organisation_id)s"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table}{delete_scope}", params if delete_scope else None)
+        cursor.execute(
+            f"""INSERT INTO {table} (organisation_id, model_id, compliance_status, battery_status, patch_bucket,
+                                     on_target, is_waived, count, computed_at)
+                SELECT d.organisation_id, d.model_id, d.compliance_status, d.battery_status, {bucket},
+                       {on_target}, d.is_waived, COUNT(*), %(now)s
+                  FROM {Device._meta.db_table} d
+                 WHERE d.retired_at IS NULL{scope}
+                 GROUP BY d.organisation_id, d.model_id, d.compliance_status, d.battery_status, {bucket},
+                          {on_target}, d.is_waived""",
+            params,
+        )
+        return cursor.rowcount

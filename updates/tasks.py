@@ -30,6 +30,7 @@ def sweep_compliance() -> dict:
     """The periodic sweep: statuses that change with the passage of time (grace, patch age, silence, support)."""
     result = compliance.recompute(reason="sweep")
     compliance.snapshot_statuses()
+    compliance.tally_devices()
     logger.info("compliance sweep: %d devices updated, transitions %s", result.updated, dict(result.transitions))
     return {"updated": result.updated, "transitions": dict(result.transitions)}
 

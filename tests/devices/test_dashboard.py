@@ -38,7 +38,7 @@ def test_counts_by_status_match_a_fleet_of_known_composition(org_a):
 
 
 def test_patch_age_buckets_and_battery_counts(org_a):
-    today = dt.date(2026, 6, 15)
+    today = timezone.now().date()
     for age in (0, 30, 31, 90, 91, 400):
         DeviceFactory(organisation=org_a, security_patch_level=today - dt.timedelta(days=age), battery_status="due")
     DeviceFactory(organisation=org_a, security_patch_level=None, battery_status="replace_now")
@@ -94,6 +94,18 @@ def test_models_reaching_end_of_support_with_device_counts(org_a):
     DeviceFactory.create_batch(2, organisation=org_a, model=soon)
     rows = build_dashboard(organisation=org_a, today=today).end_of_support
     assert [(str(r["model"].name), r["devices"], r["ended"]) for r in rows] == [("XCover5", 2, False)]
+
+
+def test_the_dashboard_reads_the_sweeps_tallies_and_says_when_they_were_computed(org_a):
+    from updates.compliance import tally_devices
+
+    fleet_of(org_a, behind=2)
+    tally_devices()
+    fleet_of(org_a, behind=5)  # after the sweep: shown by the next one
+    dashboard = build_dashboard(organisation=org_a, today=timezone.now().date())
+    assert dashboard.total == 2 and dashboard.computed_at is not None
+    tally_devices()
+    assert build_dashboard(organisation=org_a, today=timezone.now().date()).total == 7
 
 
 def test_the_trend_reads_the_sweeps_daily_snapshots(org_a):

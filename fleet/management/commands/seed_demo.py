@@ -83,6 +83,7 @@ class Command(BaseCommand):
         # The demo should open on real statuses, not "unknown": one sweep, as the scheduler would run.
         evaluation = compliance.recompute(reason="demo seed")
         compliance.snapshot_statuses()
+        compliance.tally_devices()
 
         if options["verbosity"] < 1:
             return

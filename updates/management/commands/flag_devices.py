@@ -27,6 +27,7 @@ class Command(BaseCommand):
         started = time.monotonic()
         result = compliance.recompute(organisation_id=organisation_id, reason="sweep (flag_devices)")
         compliance.snapshot_statuses()
+        compliance.tally_devices()
         self.stdout.write(
             _("%(updated)d devices updated, %(transitions)d changed status, in %(seconds).1f s.")
             % {
