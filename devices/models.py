@@ -22,8 +22,14 @@ _PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
 class Device(models.Model):
     """One handset, its last reported state, and its compliance as the engine last computed it."""
 
+    # Device is the table every check-in updates: each index costs on every one of those writes, so the
+    # foreign keys that a composite index already leads with have no index of their own (db_index=False).
     organisation = models.ForeignKey(
-        "fleet.Organisation", on_delete=models.CASCADE, related_name="devices", verbose_name=_("organisation")
+        "fleet.Organisation",
+        on_delete=models.CASCADE,
+        related_name="devices",
+        verbose_name=_("organisation"),
+        db_index=False,  # (organisation, serial) and (organisation, compliance_status, id) lead with it
     )
     fleet = models.ForeignKey(
         "fleet.Fleet", on_delete=models.SET_NULL, null=True, blank=True, related_name="devices", verbose_name=_("fleet")
@@ -40,6 +46,7 @@ class Device(models.Model):
         blank=True,
         related_name="devices",
         verbose_name=_("model"),
+        db_index=False,  # (model, current_build) leads with it
     )
     channel = models.CharField(_("update channel"), max_length=10, choices=Channel.choices, default=Channel.STABLE)
     enrolled_at = models.DateTimeField(_("enrolled at"), default=timezone.now)
@@ -90,6 +97,8 @@ class Device(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("target build"),
+        # Never searched by; the engine rewrites it. Deleting a build (rare: builds are revoked) scans.
+        db_index=False,
     )
     builds_behind = models.PositiveIntegerField(_("builds behind"), default=0)
     battery_status = models.CharField(
