@@ -257,3 +257,11 @@ LOGGING = {
 # --- FleetPatch -----------------------------------------------------------------------------
 # Where links in emails and printed messages point to.
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+# Email digests (fleet.alerts): rows listed per section before the "and N more" link, how a failed SMTP send
+# is retried, and when a worker's claim on a digest is considered lost (it is then never resent: at most once).
+DIGEST_MAX_ROWS = env.int("DIGEST_MAX_ROWS", default=50)
+DIGEST_MAX_ATTEMPTS = env.int("DIGEST_MAX_ATTEMPTS", default=6)
+DIGEST_RETRY_BACKOFF = env.int("DIGEST_RETRY_BACKOFF", default=60)
+DIGEST_STALE_CLAIM_MINUTES = env.int("DIGEST_STALE_CLAIM_MINUTES", default=30)
+DIGEST_WAIVER_NOTICE_DAYS = env.int("DIGEST_WAIVER_NOTICE_DAYS", default=14)

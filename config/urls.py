@@ -21,6 +21,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("alerts/", include("fleet.urls")),
     path("api/v1/", include(api_v1)),
     # Last: anything else under /api/ is a JSON 404, like the API's own 404s.
     re_path(r"^api/(?P<unmatched>.*)$", api_not_found),

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import TypeVar
 
+from django.contrib.auth import get_user_model
 from django.db import connections, models, router, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -38,7 +39,8 @@ from psycopg import sql
 
 from devices.choices import BatteryEventKind, CheckInSource
 from devices.models import BatteryEvent, CheckIn, Device
-from fleet.models import CompliancePolicy, Fleet, Organisation
+from fleet.choices import Role
+from fleet.models import AlertSubscription, CompliancePolicy, Fleet, Membership, Organisation
 from updates.choices import Channel
 from updates.models import DeviceModel, Manufacturer, OSBuild
 
@@ -259,6 +261,8 @@ SEEDED_MODELS: tuple[type[models.Model], ...] = (
     Organisation,
     Fleet,
     CompliancePolicy,
+    Membership,
+    AlertSubscription,
     Device,
     CheckIn,
     BatteryEvent,
@@ -296,6 +300,7 @@ def seed_demo(
 
     device_models = _seed_catalogue(now=now, result=result)
     orgs, fleets = _seed_organisations(org_specs, result=result)
+    _seed_managers_and_digests(orgs, now=now, result=result)
     _seed_private_builds(orgs[MINISTRY_SLUG], device_models, now=now, result=result)
     context = _DeviceContext.load(org_specs, orgs, fleets, device_models, now=now, seed=seed)
     _seed_devices(context, devices, result=result, progress=progress)
@@ -541,6 +546,53 @@ def _seed_organisations(
         result=result,
     )
     return orgs, fleets
+
+
+def _seed_managers_and_digests(orgs: dict[str, Organisation], *, now: dt.datetime, result: SeedResult) -> None:
+    """A manager per organisation (staff, no usable password: an operator sets one to log in as them) and a
+    daily 08:00 digest to its managers, in French for the ministry; created two days back so the dispatcher's
+    first run sends one and `make run` shows it in var/mail/."""
+    user_model = get_user_model()
+    wanted_users = []
+    for slug in orgs:
+        user = user_model(username=f"{slug}-manager", email=f"manager@{slug}.example", is_staff=True)
+        user.set_unusable_password()
+        wanted_users.append(user)
+    # Users are not counted in the demo's summary: an installation's accounts are not demo data.
+    users = _ensure(
+        user_model,
+        wanted_users,
+        user_model._default_manager.filter(username__in=[user.username for user in wanted_users]),
+        key=lambda user: user.username,
+        result=SeedResult(),
+    )
+    _ensure(
+        Membership,
+        [
+            Membership(user=users[f"{slug}-manager"], organisation=organisation, role=Role.MANAGER)
+            for slug, organisation in orgs.items()
+        ],
+        Membership.objects.filter(organisation__in=orgs.values()),
+        key=lambda membership: (membership.user_id, membership.organisation_id),
+        result=result,
+    )
+    _ensure(
+        AlertSubscription,
+        [
+            AlertSubscription(
+                organisation=organisation,
+                name=gettext("Daily digest"),
+                language="fr" if slug == MINISTRY_SLUG else "en",
+                time_zone="Europe/Paris",
+                send_at=dt.time(8, 0),
+                created_at=now - dt.timedelta(days=2),
+            )
+            for slug, organisation in orgs.items()
+        ],
+        AlertSubscription.objects.filter(organisation__in=orgs.values()),
+        key=lambda subscription: subscription.organisation_id,
+        result=result,
+    )
 
 
 def _seed_private_builds(

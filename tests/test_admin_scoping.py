@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from devices.models import Device, Waiver
 from fleet.choices import Role
-from fleet.models import Organisation
+from fleet.models import AlertSubscription, DigestDelivery, Organisation
 from fleet.selectors import organisation_ids_for_request, organisation_ids_for_user
 from tests.factories import (
     ApiClientFactory,
@@ -101,6 +101,10 @@ def one_of_everything(world, manager_a):
         reason="Field trial",
         expires_at=timezone.now() + dt.timedelta(days=30),
     )
+    subscription = AlertSubscription.objects.create(
+        organisation=world["a"]["org"], name="Daily digest", extra_recipients="ops@example.org"
+    )
+    DigestDelivery.objects.create(subscription=subscription, period=timezone.now())
     snapshot_statuses()
     tally_devices()
     return world
