@@ -29,6 +29,7 @@ from fleet.services import (
     digest_message,
     digest_send_test,
     digest_window_start,
+    membership_sync_groups,
 )
 
 
@@ -97,6 +98,20 @@ class MembershipAdmin(OrganisationScopedAdmin):
                 .order_by("username")
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Membership, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        membership_sync_groups(user=obj.user)
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        super().delete_model(request, obj)
+        membership_sync_groups(user=obj.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[Membership]) -> None:
+        users = list({membership.user for membership in queryset.select_related("user")})
+        super().delete_queryset(request, queryset)
+        for user in users:
+            membership_sync_groups(user=user)
 
 
 def _recompute_organisation_after_commit(organisation_id: int, reason: str) -> None:

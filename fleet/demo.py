@@ -41,6 +41,7 @@ from devices.choices import BatteryEventKind, CheckInSource
 from devices.models import BatteryEvent, CheckIn, Device
 from fleet.choices import Role
 from fleet.models import AlertSubscription, CompliancePolicy, Fleet, Membership, Organisation
+from fleet.services import membership_sync_groups
 from updates.choices import Channel
 from updates.models import DeviceModel, Manufacturer, OSBuild
 
@@ -576,6 +577,8 @@ def _seed_managers_and_digests(orgs: dict[str, Organisation], *, now: dt.datetim
         key=lambda membership: (membership.user_id, membership.organisation_id),
         result=result,
     )
+    for user in users.values():
+        membership_sync_groups(user=user)  # the "Fleet manager" group, as the admin does
     _ensure(
         AlertSubscription,
         [

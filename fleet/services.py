@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection, transaction
@@ -18,8 +19,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext
 
 from fleet import alerts
-from fleet.choices import DeliveryStatus
-from fleet.models import AlertSubscription, ApiClient, DigestDelivery, Organisation
+from fleet.choices import DeliveryStatus, Role
+from fleet.models import AlertSubscription, ApiClient, DigestDelivery, Membership, Organisation
 
 
 def api_client_create(
@@ -308,3 +309,28 @@ def subscription_unsubscribe(*, subscription_id: int, address: str) -> AlertSubs
         subscription.unsubscribed = [*subscription.unsubscribed, address]
     subscription.save(update_fields=["extra_recipients", "unsubscribed"])
     return subscription
+
+
+# --- Roles ------------------------------------------------------------------------------------------
+
+ROLE_GROUP_NAMES = {Role.MANAGER: "Fleet manager", Role.VIEWER: "Fleet viewer"}
+
+
+def membership_sync_groups(*, user: AbstractBaseUser) -> None:
+    """Puts ``user`` in the group of their highest role (manager over viewer), out of the other, and makes
+    a member staff so they can open the admin. The admin's scoping still comes from the memberships."""
+    from django.contrib.auth.models import Group
+
+    roles = set(Membership.objects.filter(user=user).values_list("role", flat=True))
+    highest = Role.MANAGER if Role.MANAGER in roles else (Role.VIEWER if roles else None)
+    groups = {group.name: group for group in Group.objects.filter(name__in=ROLE_GROUP_NAMES.values())}
+    for role, name in ROLE_GROUP_NAMES.items():
+        if name not in groups:
+            continue
+        if role == highest:
+            user.groups.add(groups[name])
+        else:
+            user.groups.remove(groups[name])
+    if roles and not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
