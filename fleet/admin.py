@@ -37,6 +37,10 @@ def _devices_link(query: str, label: str) -> str:
     return format_html('<a href="{}?{}">{}</a>', reverse("admin:devices_device_changelist"), query, label)
 
 
+admin.site.site_header = _("FleetPatch")
+admin.site.site_title = _("FleetPatch")
+admin.site.index_title = _("Fleet compliance")
+
 @admin.register(Organisation)
 class OrganisationAdmin(OrganisationScopedAdmin):
     organisation_path = "pk"
