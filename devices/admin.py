@@ -191,6 +191,80 @@ class PatchAgeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class LastSeenFilter(admin.SimpleListFilter):
+    """Time since the last check-in, in the buckets a manager asks about."""
+
+    title = _("last seen")
+    parameter_name = "last_seen"
+    BUCKETS = (("1d", 0, 1), ("7d", 1, 7), ("30d", 7, 30), ("older", 30, None))
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [
+            ("1d", gettext("in the last 24 hours")),
+            ("7d", gettext("1 to 7 days ago")),
+            ("30d", gettext("7 to 30 days ago")),
+            ("older", gettext("more than 30 days ago")),
+            ("never", gettext("never")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "never":
+            return queryset.filter(last_check_in_at__isnull=True)
+        now = timezone.now()
+        for value, newer, older in self.BUCKETS:
+            if self.value() == value:
+                queryset = queryset.filter(last_check_in_at__lte=now - dt.timedelta(days=newer))
+                if older is not None:
+                    queryset = queryset.filter(last_check_in_at__gt=now - dt.timedelta(days=older))
+                return queryset
+        return queryset
+
+
+class EndOfSupportFilter(admin.SimpleListFilter):
+    """Whether the device's model still gets security updates, and for how long."""
+
+    title = _("model end of support")
+    parameter_name = "end_of_support"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [
+            ("ended", gettext("ended")),
+            ("6m", gettext("within 6 months")),
+            ("12m", gettext("within 12 months")),
+            ("later", gettext("later or not announced")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        today = timezone.now().date()
+        value = self.value()
+        if value == "ended":
+            return queryset.filter(model__security_support_until__lt=today)
+        if value in {"6m", "12m"}:
+            horizon = today + dt.timedelta(days=183 if value == "6m" else 365)
+            return queryset.filter(model__security_support_until__gte=today, model__security_support_until__lte=horizon)
+        if value == "later":
+            horizon = today + dt.timedelta(days=365)
+            return queryset.filter(
+                Q(model__security_support_until__gt=horizon) | Q(model__security_support_until__isnull=True)
+            )
+        return queryset
+
+
+class BuildFilter(admin.SimpleListFilter):
+    """Devices running one build number (``?build=<number>``; linked from the catalogue, no sidebar list:
+    a catalogue has thousands of builds)."""
+
+    title = _("build")
+    parameter_name = "build"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(reported_build_number=self.value()) if self.value() else queryset
+
+
 @admin.register(Device)
 class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
     list_display = (
@@ -208,6 +282,9 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
         "compliance_status",
         "battery_status",
         PatchAgeFilter,
+        LastSeenFilter,
+        EndOfSupportFilter,
+        BuildFilter,
         "is_waived",
         "channel",
         ("fleet", ScopedRelatedFieldListFilter),

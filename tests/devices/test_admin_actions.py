@@ -99,3 +99,24 @@ def test_battery_replacement_over_a_large_selection_is_a_few_statements(org_a, d
     with django_assert_max_num_queries(10):
         count = devices_battery_replace(devices=Device.objects.all(), occurred_at=timezone.now())
     assert count == 60 == BatteryEvent.objects.count()
+
+
+def test_last_seen_end_of_support_and_build_filters(admin_client, org_a):
+    from tests.factories import DeviceModelFactory
+
+    now = timezone.now()
+    ended = DeviceModelFactory(security_support_until=now.date() - dt.timedelta(days=1))
+    soon = DeviceModelFactory(security_support_until=now.date() + dt.timedelta(days=90))
+    recent = DeviceFactory(organisation=org_a, last_check_in_at=now - dt.timedelta(hours=2), model=soon)
+    old = DeviceFactory(organisation=org_a, last_check_in_at=now - dt.timedelta(days=45), model=ended)
+    never = DeviceFactory(organisation=org_a, last_check_in_at=None, reported_build_number="B.42")
+
+    def serials(**params):
+        return {d.serial for d in admin_client.get(CHANGELIST, params).context["cl"].result_list}
+
+    assert serials(last_seen="1d") == {recent.serial}
+    assert serials(last_seen="older") == {old.serial}
+    assert serials(last_seen="never") == {never.serial}
+    assert serials(end_of_support="ended") == {old.serial}
+    assert serials(end_of_support="6m") == {recent.serial}
+    assert serials(build="B.42") == {never.serial}
