@@ -52,6 +52,34 @@ class DeviceModelAdmin(CatalogueAdmin):
             enqueue_model_recompute(model_id=obj.pk, reason="support dates changed")
 
 
+class PublishBuildForm(forms.ModelForm):
+    """The add form of a build: publishing first says what it changes, and asks to confirm."""
+
+    confirm_publication = forms.BooleanField(
+        label=_("Publish, with the consequences shown above"),
+        required=False,
+        help_text=_("Left unticked, saving only shows what publishing this build would change."),
+    )
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        model, released_at = cleaned.get("model"), cleaned.get("released_at")
+        if self.errors or model is None or released_at is None or cleaned.get("confirm_publication"):
+            return cleaned
+        devices = Device.objects.filter(model=model, retired_at__isnull=True)
+        if cleaned.get("organisation") is not None:
+            devices = devices.filter(organisation=cleaned["organisation"])
+        older = devices.filter(current_build__released_at__lt=released_at).count()
+        raise forms.ValidationError(
+            gettext(
+                "Publishing %(build)s for %(model)s re-evaluates its %(devices)d devices: %(older)d run an older "
+                "build and will have this one to install (update pending, then behind after the grace period). "
+                "Tick the confirmation box and save again to publish."
+            )
+            % {"build": cleaned.get("build_number"), "model": model, "devices": devices.count(), "older": older}
+        )
+
+
 @admin.register(OSBuild)
 class OSBuildAdmin(OrganisationScopedAdmin):
     public_without_organisation = True
@@ -80,6 +108,8 @@ class OSBuildAdmin(OrganisationScopedAdmin):
     actions = ("revoke_selected", "pin_selected")
 
     def get_form(self, request: HttpRequest, obj: OSBuild | None = None, change: bool = False, **kwargs: Any):
+        if obj is None:
+            kwargs["form"] = PublishBuildForm
         form = super().get_form(request, obj, change, **kwargs)
         if not is_superuser(request) and "organisation" in form.base_fields:
             form.base_fields["organisation"].help_text = gettext(

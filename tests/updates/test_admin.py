@@ -36,7 +36,23 @@ def _build_form(model, organisation=None, build_number: str = "NEW.1") -> dict[s
         "channel": "stable",
         "organisation": organisation.pk if organisation else "",
         "notes": "",
+        "confirm_publication": "on",
     }
+
+
+def test_publishing_a_build_first_shows_the_devices_it_affects(client, superuser, catalogue):
+    model = catalogue["model"]
+    DeviceFactory.create_batch(3, model=model, current_build=catalogue["public"])
+    client.force_login(superuser)
+    data = {**_build_form(model, build_number="NEWER.1"), "released_at_0": "2099-01-01"}
+    data.pop("confirm_publication")
+    response = client.post(reverse("admin:updates_osbuild_add"), data)
+    assert response.status_code == 200  # the form again, with the consequences
+    assert "re-evaluates its 3 devices: 3 run an older build" in response.content.decode()
+    assert not OSBuild.objects.filter(build_number="NEWER.1").exists()
+    response = client.post(reverse("admin:updates_osbuild_add"), {**data, "confirm_publication": "on"})
+    assert response.status_code == 302
+    assert OSBuild.objects.filter(build_number="NEWER.1").exists()
 
 
 # --- Manufacturers and models: everyone reads, superusers write ------------------------------------
