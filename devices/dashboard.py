@@ -20,7 +20,8 @@ from devices.choices import BatteryStatus, ComplianceStatus
 from devices.models import ComplianceSnapshot, Device, DeviceTally
 from fleet.models import CompliancePolicy, Organisation
 from updates.compliance import PATCH_BUCKETS, tally_devices
-from updates.models import DeviceModel
+from updates.models import BuildRollout, DeviceModel
+from updates.services import ROLLOUT_WINDOW_DAYS
 
 # Statuses a manager must act on; the trend line counts these.
 NEEDS_ACTION = (
@@ -67,6 +68,7 @@ class Dashboard:
     eos_warning_days: int
     trend: list[tuple[dt.date, int]]
     computed_at: dt.datetime | None = None
+    rollouts: list[dict] = dataclasses.field(default_factory=list)
     trend_svg_points: str = ""
     trend_dots: list[tuple[str, str, dt.date, int]] = dataclasses.field(default_factory=list)
 
@@ -183,9 +185,39 @@ def build_dashboard(*, organisation: Organisation, today: dt.date) -> Dashboard:
         trend=trend,
         computed_at=max((t.computed_at for t in tallies), default=None),
     )
+    dashboard.rollouts = _rollouts(organisation)
     dashboard.trend_dots = _points(trend, since=since, days=TREND_DAYS)
     dashboard.trend_svg_points = " ".join(f"{x},{y}" for x, y, _day, _count in dashboard.trend_dots)
     return dashboard
+
+
+ROLLOUT_COLOURS = ("#1565c0", "#2e7d32", "#ef6c00")
+
+
+def _rollouts(organisation: Organisation, *, builds: int = 3, width: int = 300, height: int = 100) -> list[dict]:
+    """The rollout curves of the organisation's most recently released builds (one query)."""
+    points = list(
+        BuildRollout.objects.filter(organisation=organisation)
+        .select_related("build__model__manufacturer")
+        .order_by("-build__released_at", "build_id", "days_since_release")
+    )
+    curves: dict[int, dict] = {}
+    for point in points:
+        if point.build_id not in curves:
+            if len(curves) == builds:
+                continue
+            curves[point.build_id] = {"build": point.build, "points": [], "share": 0.0}
+        curve = curves[point.build_id]
+        share = point.installed / point.eligible if point.eligible else 0.0
+        curve["share"] = share
+        curve["installed"], curve["eligible"] = point.installed, point.eligible
+        x = point.days_since_release / ROLLOUT_WINDOW_DAYS * width
+        curve["points"].append(f"{x:.1f},{height - share * height:.1f}")
+    for curve, colour in zip(curves.values(), ROLLOUT_COLOURS, strict=False):
+        curve["colour"] = colour
+        curve["svg_points"] = " ".join(curve["points"])
+        curve["url"] = devices_url(organisation, build=curve["build"].build_number)
+    return list(curves.values())
 
 
 def _points(

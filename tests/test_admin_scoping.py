@@ -34,6 +34,7 @@ from tests.factories import (
 )
 from updates.compliance import snapshot_statuses, tally_devices
 from updates.models import BuildPin
+from updates.services import rollouts_refresh
 
 ADMIN_APPS = ("fleet", "devices", "updates")
 
@@ -107,6 +108,7 @@ def one_of_everything(world, manager_a):
     DigestDelivery.objects.create(subscription=subscription, period=timezone.now())
     snapshot_statuses()
     tally_devices()
+    rollouts_refresh()
     return world
 
 

@@ -23,7 +23,7 @@ from fleet.scoping import (
     is_superuser,
 )
 from fleet.selectors import organisation_ids_for_request
-from updates.models import BuildPin, DeviceModel, Manufacturer, OSBuild
+from updates.models import BuildPin, BuildRollout, DeviceModel, Manufacturer, OSBuild
 from updates.services import build_pin, build_publish, build_revoke, build_unpin, enqueue_model_recompute
 
 
@@ -283,3 +283,22 @@ class BuildPinAdmin(OrganisationScopedAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[BuildPin]) -> None:
         for pin in queryset.select_related("organisation", "model"):
             build_unpin(organisation=pin.organisation, model=pin.model)
+
+
+@admin.register(BuildRollout)
+class BuildRolloutAdmin(OrganisationScopedAdmin):
+    """The nightly rollout curves behind the dashboard: read-only."""
+
+    list_display = ("build", "organisation", "days_since_release", "installed", "eligible", "computed_at")
+    list_select_related = ("build__model__manufacturer", "organisation")
+    list_filter = (("organisation", ScopedRelatedFieldListFilter),)
+    ordering = ("organisation_id", "build_id", "days_since_release")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return is_superuser(request)

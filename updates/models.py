@@ -178,3 +178,32 @@ class BuildPin(models.Model):
             raise ValidationError({"build": _("This build belongs to another organisation.")})
         if self.build_id and self.build.is_revoked:
             raise ValidationError({"build": _("A revoked build cannot be pinned.")})
+
+
+class BuildRollout(models.Model):
+    """How many of an organisation's devices had installed a build, N days after its release.
+
+    Rewritten daily from the check-ins (``updates.services.rollouts_refresh``) for the recent builds,
+    so the dashboard draws the rollout curves without reading the check-in history.
+    """
+
+    organisation = models.ForeignKey(
+        "fleet.Organisation", on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation")
+    )
+    build = models.ForeignKey(OSBuild, on_delete=models.CASCADE, related_name="rollouts", verbose_name=_("build"))
+    days_since_release = models.PositiveSmallIntegerField(_("days since release"))
+    installed = models.PositiveIntegerField(_("devices that installed it"))
+    eligible = models.PositiveIntegerField(_("devices of the model"))
+    computed_at = models.DateTimeField(_("computed at"))
+
+    class Meta:
+        verbose_name = _("build rollout")
+        verbose_name_plural = _("build rollouts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "build", "days_since_release"], name="rollout_one_point_per_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.build} +{self.days_since_release}d: {self.installed}/{self.eligible}"

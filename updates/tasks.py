@@ -48,3 +48,11 @@ def recompute_organisation(organisation_id: int, reason: str = "policy") -> dict
     """After a policy change: re-evaluate one organisation's devices."""
     result = compliance.recompute(organisation_id=organisation_id, reason=reason)
     return {"updated": result.updated, "transitions": dict(result.transitions)}
+
+
+@shared_task(name="updates.refresh_rollouts", **_RETRY)
+def refresh_rollouts() -> int:
+    """Daily: the rollout curves of recent builds, from the check-ins (see updates.services.rollouts_refresh)."""
+    from updates.services import rollouts_refresh
+
+    return rollouts_refresh()

@@ -146,3 +146,22 @@ def test_the_dashboard_is_a_fixed_number_of_queries(admin_client, org_a, django_
     fleet_of(org_a, behind=60, critical=40)
     with django_assert_max_num_queries(len(small.captured_queries)):
         admin_client.get(reverse("admin:index"), {"organisation": org_a.pk})
+
+
+def test_rollout_curves_of_the_latest_builds_from_the_check_ins(org_a):
+    from tests.factories import CheckInFactory, OSBuildFactory
+    from updates.services import rollouts_refresh
+
+    now = timezone.now()
+    model = DeviceModelFactory(name="Core-Z5")
+    build = OSBuildFactory(model=model, released_at=now - dt.timedelta(days=10), build_number="CZ5.9")
+    devices = DeviceFactory.create_batch(4, organisation=org_a, model=model)
+    for day, device in zip((1, 1, 3), devices, strict=False):  # three of four installed it
+        CheckInFactory(device=device, build=build, reported_at=build.released_at + dt.timedelta(days=day, hours=2))
+        CheckInFactory(device=device, build=build, reported_at=build.released_at + dt.timedelta(days=day + 2))
+    CheckInFactory(device=DeviceFactory(model=model), build=build, reported_at=now)  # another organisation
+    rollouts_refresh(now=now)
+    curve = build_dashboard(organisation=org_a, today=now.date()).rollouts[0]
+    assert curve["build"] == build
+    assert (curve["installed"], curve["eligible"]) == (3, 4)
+    assert len(curve["points"]) == 2  # day 1 (2 devices), day 3 (3 devices)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from fleet import demo
 from updates import compliance
+from updates.services import rollouts_refresh
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -84,6 +85,7 @@ class Command(BaseCommand):
         evaluation = compliance.recompute(reason="demo seed")
         compliance.snapshot_statuses()
         compliance.tally_devices()
+        rollouts_refresh()
 
         if options["verbosity"] < 1:
             return
