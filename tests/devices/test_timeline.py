@@ -83,3 +83,22 @@ def test_the_timeline_is_a_fixed_number_of_queries(django_assert_max_num_queries
     with django_assert_max_num_queries(4):
         page = device_timeline(device=device)
     assert len(page.events) == 50
+
+
+def test_the_device_page_is_a_fixed_number_of_queries_whatever_its_history(client, manager_a, org_a):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    device = DeviceFactory(organisation=org_a)
+    url = reverse("admin:devices_device_change", args=[device.pk])
+    client.force_login(manager_a)
+    CheckInFactory(device=device, reported_at=at(0))
+    client.get(url)  # warm Django's per-process caches (content types)
+    with CaptureQueriesContext(connection) as short:
+        assert client.get(url).status_code == 200
+    for hour in range(1, 60):
+        CheckInFactory(device=device, reported_at=at(hour))
+        StatusChangeFactory(device=device, changed_at=at(hour), from_status="behind", to_status="up_to_date")
+    with CaptureQueriesContext(connection) as long:
+        assert client.get(url).status_code == 200
+    assert len(long.captured_queries) == len(short.captured_queries)
