@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.utils import translation
 
 from fleet.choices import Role
 from tests.factories import MembershipFactory, OrganisationFactory, UserFactory
@@ -19,6 +20,14 @@ def require_service(available: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI must provide it)")
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """A request with Accept-Language leaves its language active in the thread (LocaleMiddleware): reset it,
+    so a French test never makes the next test's output French."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.utils import timezone
+from django.utils.text import format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -151,12 +152,16 @@ def ingest(request: Request, items: list, parse: Callable[[Any], ParsedReport], 
 _INGEST_RESPONSES = {
     200: OpenApiResponse(
         BatchResultSerializer,
-        description="A list was sent: one result per report, in order (some may be errors). "
-        "A single report already received answers 200 with its ItemResult.",
+        description=_(
+            "A list was sent: one result per report, in order (some may be errors). "
+            "A single report already received answers 200 with its ItemResult."
+        ),
     ),
-    201: OpenApiResponse(ItemResultSerializer, description="A single report, stored."),
-    400: OpenApiResponse(ItemResultSerializer, description="A single report with errors, or an unreadable body."),
-    413: OpenApiResponse(description=f"A list of more than {MAX_BATCH} reports; nothing was stored."),
+    201: OpenApiResponse(ItemResultSerializer, description=_("A single report, stored.")),
+    400: OpenApiResponse(ItemResultSerializer, description=_("A single report with errors, or an unreadable body.")),
+    413: OpenApiResponse(
+        description=format_lazy(_("A list of more than {limit} reports; nothing was stored."), limit=MAX_BATCH)
+    ),
 }
 
 
@@ -207,9 +212,9 @@ class CheckInsView(GenericAPIView):
     @extend_schema(
         operation_id="checkins_list",
         parameters=[
-            OpenApiParameter("device", OpenApiTypes.INT, description="The device's id."),
-            OpenApiParameter("serial", OpenApiTypes.STR, description="The device's serial number."),
-            OpenApiParameter("imei", OpenApiTypes.STR, description="The device's IMEI."),
+            OpenApiParameter("device", OpenApiTypes.INT, description=_("The device's id.")),
+            OpenApiParameter("serial", OpenApiTypes.STR, description=_("The device's serial number.")),
+            OpenApiParameter("imei", OpenApiTypes.STR, description=_("The device's IMEI.")),
         ],
         responses=CheckInSerializer(many=True),
     )
@@ -221,9 +226,11 @@ class CheckInsView(GenericAPIView):
         operation_id="checkins_create",
         request=CheckInReportSerializer,
         responses=_INGEST_RESPONSES,
-        description="One report object, or a JSON list of up to 1,000 of them. Idempotent on "
-        "(device, reported_at, source). A report older than the device's last check-in is kept in "
-        "history but does not change the device's state.",
+        description=_(
+            "One report object, or a JSON list of up to 1,000 of them. Idempotent on "
+            "(device, reported_at, source). A report older than the device's last check-in is kept in "
+            "history but does not change the device's state."
+        ),
         examples=[
             OpenApiExample(
                 "One report",
@@ -259,10 +266,12 @@ class AmapiIngestView(GenericAPIView):
         operation_id="ingest_amapi",
         request=OpenApiTypes.OBJECT,
         responses=_INGEST_RESPONSES,
-        description="An Android Management API Device resource (enterprises.devices), a list of them, or a "
-        'Pub/Sub push envelope {"message": {"data": "<base64 Device JSON>", "attributes": {...}, '
-        '"messageId": "..."}, "subscription": "..."}. Notifications that carry no Device (COMMAND, '
-        "USAGE_LOGS, test) are acknowledged with 200 and ignored.",
+        description=_(
+            "An Android Management API Device resource (enterprises.devices), a list of them, or a "
+            'Pub/Sub push envelope {"message": {"data": "<base64 Device JSON>", "attributes": {...}, '
+            '"messageId": "..."}, "subscription": "..."}. Notifications that carry no Device (COMMAND, '
+            "USAGE_LOGS, test) are acknowledged with 200 and ignored."
+        ),
     )
     def post(self, request: Request) -> Response:
         body = request.data
@@ -289,9 +298,11 @@ class HeadwindIngestView(GenericAPIView):
         operation_id="ingest_headwind",
         request=OpenApiTypes.OBJECT,
         responses=_INGEST_RESPONSES,
-        description="Headwind MDM's device info (serial, imei, model, androidVersion, batteryLevel, "
-        "launcherVersion...; optional timestamp in epoch milliseconds or ISO 8601, else the time it was "
-        "received). It carries no build number: the device keeps its last known build.",
+        description=_(
+            "Headwind MDM's device info (serial, imei, model, androidVersion, batteryLevel, "
+            "launcherVersion...; optional timestamp in epoch milliseconds or ISO 8601, else the time it was "
+            "received). It carries no build number: the device keeps its last known build."
+        ),
     )
     def post(self, request: Request) -> Response:
         items, is_list = _items(request.data)

@@ -17,7 +17,7 @@ from fleet.services import api_client_create
 
 
 class Command(BaseCommand):
-    help = _("Create an API client (an MDM's credentials) for an organisation and print its token once.")
+    help = gettext("Create an API client (an MDM's credentials) for an organisation and print its token once.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--organisation", required=True, help=_("Organisation slug."))

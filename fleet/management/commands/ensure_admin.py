@@ -48,7 +48,7 @@ def save_password(path: Path, password: str) -> None:
 
 
 class Command(BaseCommand):
-    help = _(
+    help = gettext(
         "Create the superuser 'admin' if it is missing, with a generated password saved in "
         "var/admin-password (mode 0600), and print how to log in."
     )

@@ -33,7 +33,7 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 
 
 class Command(BaseCommand):
-    help = _(
+    help = gettext(
         "Creates a believable demo fleet (catalogue, organisations, devices and their history). "
         "Idempotent: running it again creates nothing; a larger --devices adds only the missing devices."
     )

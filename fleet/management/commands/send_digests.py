@@ -15,7 +15,7 @@ from fleet.models import AlertSubscription
 
 
 class Command(BaseCommand):
-    help = _(
+    help = gettext(
         "Sends the email digests that are due, each period at most once, in this process (no Celery worker "
         "needed). --dry-run shows what would be sent without sending or recording anything."
     )
