@@ -53,6 +53,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: probes are answered before the HTTPS redirect and the ALLOWED_HOSTS check (config.health),
+    # and request metrics and the request id cover everything after them.
+    "config.health.ProbeMiddleware",
+    "config.logging.RequestIdMiddleware",
+    "config.health.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -105,6 +110,11 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache ----------------------------------------------------------------------------------
+# The admin login throttle counts failures here. The default lives in one process's memory; with several
+# web processes set CACHE_URL to a shared cache (redis://host:6379/1) or the count is per process.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -240,19 +250,37 @@ SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# /healthz style probes and the test client talk plain HTTP on loopback.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# /healthz style probes and the test client talk plain HTTP on loopback; Prometheus scrapes /metrics over the
+# internal network (config.health.ProbeMiddleware also answers the probes before this redirect).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+
+# Admin login throttling (fleet.login_throttle): failures per username and per client address.
+ADMIN_LOGIN_MAX_FAILURES = env.int("ADMIN_LOGIN_MAX_FAILURES", default=5)
+ADMIN_LOGIN_LOCKOUT_MINUTES = env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15)
+# Behind a proxy every client's REMOTE_ADDR is the proxy's: name the header it puts the client's address in.
+ADMIN_LOGIN_CLIENT_IP_HEADER = env.str("ADMIN_LOGIN_CLIENT_IP_HEADER", default="")
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "config.logging.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+# Celery's worker replaces the root logger's handlers with its own plain ones unless told not to.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
 
 # --- FleetPatch -----------------------------------------------------------------------------
 # Where links in emails and printed messages point to.
@@ -265,3 +293,12 @@ DIGEST_MAX_ATTEMPTS = env.int("DIGEST_MAX_ATTEMPTS", default=6)
 DIGEST_RETRY_BACKOFF = env.int("DIGEST_RETRY_BACKOFF", default=60)
 DIGEST_STALE_CLAIM_MINUTES = env.int("DIGEST_STALE_CLAIM_MINUTES", default=30)
 DIGEST_WAIVER_NOTICE_DAYS = env.int("DIGEST_WAIVER_NOTICE_DAYS", default=14)
+
+# --- Operations -----------------------------------------------------------------------------
+# /metrics answers only a request bearing this token; without one configured it is a 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Seconds /readyz waits for the broker before calling it unreachable.
+READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=2.0)
+# Check-ins older than this are pruned daily (devices.prune_check_ins), except each device's build transitions.
+CHECKIN_RETENTION_DAYS = env.int("CHECKIN_RETENTION_DAYS", default=400)
+CHECKIN_PRUNE_BATCH_SIZE = env.int("CHECKIN_PRUNE_BATCH_SIZE", default=5000)

@@ -5,7 +5,9 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from config import health
 from fleet.api.errors import api_not_found
+from fleet.login_throttle import ThrottledAdminLoginForm
 
 # The schema and its documentation are public: they describe the API, they expose no data.
 _public = {"authentication_classes": [], "permission_classes": [AllowAny], "throttle_classes": []}
@@ -19,7 +21,14 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", **_public), name="api-docs"),
 ]
 
+# Failed admin logins are counted per username and per address; the 6th attempt within the window is refused.
+admin.site.login_form = ThrottledAdminLoginForm
+
 urlpatterns = [
+    # Answered earlier by config.health.ProbeMiddleware; routed here too so reverse() and the test client agree.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("alerts/", include("fleet.urls")),
     path("api/v1/", include(api_v1)),

@@ -8,7 +8,7 @@ import datetime as dt
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -374,3 +374,49 @@ def devices_waive(
 def devices_retire(*, devices: QuerySet[Device], now: dt.datetime | None = None) -> int:
     """Retires the devices of ``devices`` not retired yet: they leave the statistics, sweeps and alerts."""
     return devices.filter(retired_at__isnull=True).update(retired_at=now or timezone.now())
+
+
+def _previous_build_number() -> Subquery:
+    """The build number of the same device's check-in just before this one (by reported_at, then id)."""
+    return Subquery(
+        CheckIn.objects.filter(device_id=OuterRef("device_id"))
+        .filter(
+            Q(reported_at__lt=OuterRef("reported_at")) | Q(reported_at=OuterRef("reported_at"), id__lt=OuterRef("id"))
+        )
+        .order_by("-reported_at", "-id")
+        .values("build_number")[:1]
+    )
+
+
+def check_ins_prune(*, older_than: dt.datetime, batch_size: int) -> int:
+    """Deletes check-ins reported before ``older_than``, except each device's build transitions; returns how many.
+
+    1. Walk the old check-ins in id order, ``batch_size`` at a time (keyset on id): each batch is its own
+       transaction and deletes at most ``batch_size`` rows, so locks stay short and replication lag small.
+    2. In a batch, delete the rows whose device's previous check-in reported the same build number. The
+       first report of each build (a transition) stays, so a timeline keeps its build changes and
+       time-to-patch stays computable. Deleting a row that repeats its predecessor's build never turns
+       another row into a transition or out of one, so batches can run in any order and a run can resume.
+    StatusChange, the compliance history, is a separate table and is never touched.
+    """
+    deleted = 0
+    cursor = 0
+    while True:
+        with transaction.atomic():
+            window = list(
+                CheckIn.objects.filter(id__gt=cursor, reported_at__lt=older_than)
+                .order_by("id")
+                .values_list("id", flat=True)[:batch_size]
+            )
+            if not window:
+                return deleted
+            # A range, not a list of ids: a few thousand bound parameters would exceed SQLite's limit.
+            repeats = (
+                CheckIn.objects.filter(id__gte=window[0], id__lte=window[-1], reported_at__lt=older_than)
+                .annotate(previous_build_number=_previous_build_number())
+                .filter(previous_build_number=F("build_number"))
+                .values("id")
+            )
+            count, _by_model = CheckIn.objects.filter(id__in=repeats).delete()
+            deleted += count
+            cursor = window[-1]

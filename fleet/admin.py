@@ -41,6 +41,7 @@ admin.site.site_header = _("FleetPatch")
 admin.site.site_title = _("FleetPatch")
 admin.site.index_title = _("Fleet compliance")
 
+
 @admin.register(Organisation)
 class OrganisationAdmin(OrganisationScopedAdmin):
     organisation_path = "pk"

@@ -1,0 +1,40 @@
+"""Celery tasks of the devices app: thin wrappers that call services."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.utils import timezone
+
+from devices import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="devices.prune_check_ins",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError, DatabaseError),
+    retry_backoff=60,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=5,
+)
+def prune_check_ins() -> dict:
+    """The daily retention job: check-ins older than CHECKIN_RETENTION_DAYS go, build transitions stay.
+
+    Safe to run twice or to resume after a crash: every batch committed is final, and a second run
+    finds only what the first did not reach. CHECKIN_RETENTION_DAYS=0 keeps everything.
+    """
+    days = settings.CHECKIN_RETENTION_DAYS
+    if days <= 0:
+        logger.info("check-in retention disabled (CHECKIN_RETENTION_DAYS=%d)", days)
+        return {"deleted": 0, "older_than": None}
+    older_than = timezone.now() - dt.timedelta(days=days)
+    deleted = services.check_ins_prune(older_than=older_than, batch_size=settings.CHECKIN_PRUNE_BATCH_SIZE)
+    logger.info("check-in retention: %d check-ins reported before %s deleted", deleted, older_than.isoformat())
+    return {"deleted": deleted, "older_than": older_than.isoformat()}

@@ -1,0 +1,127 @@
+"""/healthz says the process answers; /readyz says it can serve: database, migrations and broker all reachable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db.migrations.recorder import MigrationRecorder
+from django.test import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_readyz(**environment: str) -> tuple[int, dict]:
+    """Asks /readyz of a fresh FleetPatch process configured by ``environment`` alone."""
+    code = (
+        "import django, json; django.setup(); from django.test import Client; "
+        "r = Client().get('/readyz'); print(json.dumps({'status': r.status_code, 'body': r.json()}))"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SECRET_KEY": "a-test-secret-key-that-is-long-enough-and-random-enough-0123456789",
+        **environment,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer["status"], answer["body"]
+
+
+def test_healthz_answers_ok_without_touching_the_database(client: Client) -> None:
+    # No db fixture: pytest-django fails any query, so a 200 proves the database was left alone.
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_probes_are_answered_for_any_host_name_and_over_plain_http(client: Client, settings) -> None:
+    """Orchestrators probe a pod's IP or a service name over HTTP, neither of which production allows."""
+    settings.ALLOWED_HOSTS = ["fleet.example.org"]
+    settings.SECURE_SSL_REDIRECT = True
+
+    response = client.get("/healthz", HTTP_HOST="web:8000")
+
+    assert response.status_code == 200
+    # Anything else from that host is still refused, and plain HTTP still redirected.
+    assert client.get("/admin/login/", HTTP_HOST="web:8000").status_code == 400
+    assert client.get("/admin/login/", HTTP_HOST="fleet.example.org").status_code == 301
+
+
+@pytest.mark.django_db
+def test_readyz_is_ok_when_database_migrations_and_broker_are(client: Client) -> None:
+    response = client.get("/readyz")
+
+    assert response.status_code == 200, response.json()
+    assert response.json() == {
+        "status": "ok",
+        "failing": [],
+        "checks": {"database": {"status": "ok"}, "migrations": {"status": "ok"}, "broker": {"status": "ok"}},
+    }
+
+
+@pytest.mark.django_db
+def test_readyz_names_the_migrations_not_applied(client: Client) -> None:
+    MigrationRecorder.Migration.objects.filter(app="devices", name="0006_check_in_retention_schedule").delete()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failing"] == ["migrations"]
+    assert "devices.0006_check_in_retention_schedule" in body["checks"]["migrations"]["error"]
+
+
+@pytest.mark.django_db
+def test_readyz_fails_when_the_filesystem_broker_folders_are_gone(client: Client, settings, tmp_path: Path) -> None:
+    settings.CELERY_BROKER_FOLDERS = [tmp_path / "queue", tmp_path / "processed"]
+    (tmp_path / "queue").mkdir()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["broker"]
+    assert str(tmp_path / "processed") in response.json()["checks"]["broker"]["error"]
+
+
+@pytest.mark.django_db
+def test_readyz_fails_quickly_when_the_redis_broker_is_down(
+    client: Client, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.CELERY_BROKER_FOLDERS = []
+    settings.READYZ_BROKER_TIMEOUT = 1.0
+    # Celery reads CELERY_BROKER_URL from the environment before its configuration, as production does.
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://:hunter2-secret@127.0.0.1:1/0")  # nothing listens on port 1
+
+    started = time.monotonic()
+    response = client.get("/readyz")
+
+    assert time.monotonic() - started < 5
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failing"] == ["broker"]
+    assert body["checks"]["database"] == {"status": "ok"}
+    # The error is named by its type: a broker URL's password never reaches the probe's answer.
+    assert "hunter2" not in response.content.decode()
+
+
+def test_readyz_names_the_database_when_it_is_unreachable() -> None:
+    status, body = run_readyz(
+        DATABASE_URL="postgres://postgres@127.0.0.1:1/fleetpatch", CELERY_BROKER_URL="redis://127.0.0.1:1/0"
+    )
+
+    assert status == 503
+    assert body["failing"] == ["database", "migrations", "broker"]
+    assert body["checks"]["database"]["status"] == "fail"
+    # Migrations cannot be read from a database that is down; they are reported unknown, not failed twice.
+    assert body["checks"]["migrations"]["status"] == "unknown"
