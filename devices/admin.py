@@ -45,6 +45,7 @@ from devices.services import (
 from fleet.scoping import (
     LargeTableMixin,
     OrganisationScopedAdmin,
+    RecordsAdmin,
     ScopedRelatedFieldListFilter,
     adopt_saved_instance,
     is_superuser,
@@ -108,17 +109,8 @@ def _device_filtered(request: HttpRequest) -> bool:
     return "device__id__exact" in request.GET
 
 
-class ReadOnlyHistoryAdmin(OrganisationScopedAdmin):
+class ReadOnlyHistoryAdmin(RecordsAdmin):
     """Append-only history: nobody adds or edits it here; only a superuser may delete (e.g. bad imports)."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return is_superuser(request)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         term = search_term.strip()
@@ -742,7 +734,7 @@ class WaiverAdmin(OrganisationScopedAdmin):
 
 
 @admin.register(ComplianceSnapshot)
-class ComplianceSnapshotAdmin(OrganisationScopedAdmin):
+class ComplianceSnapshotAdmin(RecordsAdmin):
     """The sweep's daily counts behind the dashboard's trend: read-only, kept for the record."""
 
     list_display = ("day", "organisation", "status", "count")
@@ -750,15 +742,6 @@ class ComplianceSnapshotAdmin(OrganisationScopedAdmin):
     list_select_related = ("organisation",)
     date_hierarchy = "day"
     ordering = ("-day", "organisation_id", "status")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return is_superuser(request)
 
 
 @admin.register(DeviceTally)

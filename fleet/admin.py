@@ -21,7 +21,13 @@ from django.utils.translation import gettext_lazy as _
 from fleet import alerts
 from fleet.choices import Scope
 from fleet.models import AlertSubscription, ApiClient, CompliancePolicy, DigestDelivery, Fleet, Membership, Organisation
-from fleet.scoping import OrganisationScopedAdmin, ScopedRelatedFieldListFilter, adopt_saved_instance, is_superuser
+from fleet.scoping import (
+    OrganisationScopedAdmin,
+    RecordsAdmin,
+    ScopedRelatedFieldListFilter,
+    adopt_saved_instance,
+    is_superuser,
+)
 from fleet.selectors import organisation_ids_for_request
 from fleet.services import (
     api_client_create,
@@ -396,7 +402,7 @@ class AlertSubscriptionAdmin(OrganisationScopedAdmin):
 
 
 @admin.register(DigestDelivery)
-class DigestDeliveryAdmin(OrganisationScopedAdmin):
+class DigestDeliveryAdmin(RecordsAdmin):
     """The record of every period: what was sent when, to whom, or why not. Written by the dispatcher only."""
 
     organisation_path = "subscription__organisation"
@@ -407,12 +413,4 @@ class DigestDeliveryAdmin(OrganisationScopedAdmin):
     ordering = ("-period",)
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
-
-    # Deleting a row would let its period be sent again: only an operator may decide that.
-    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return is_superuser(request)
+    # Read-only (RecordsAdmin): deleting a row would let its period be sent again, so only an operator may.

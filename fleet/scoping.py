@@ -301,3 +301,17 @@ def adopt_saved_instance(target: models.Model, saved: models.Model) -> None:
         setattr(target, field.attname, getattr(saved, field.attname))
     target._state.adding = False
     target._state.db = saved._state.db
+
+
+class RecordsAdmin(OrganisationScopedAdmin):
+    """Rows FleetPatch writes itself (history, aggregates, deliveries): read-only in the admin; only a
+    superuser may delete one (a bad import, a delivery to send again)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return is_superuser(request)

@@ -18,6 +18,7 @@ from fleet.models import Organisation
 from fleet.scoping import (
     CatalogueAdmin,
     OrganisationScopedAdmin,
+    RecordsAdmin,
     ScopedRelatedFieldListFilter,
     adopt_saved_instance,
     is_superuser,
@@ -286,19 +287,10 @@ class BuildPinAdmin(OrganisationScopedAdmin):
 
 
 @admin.register(BuildRollout)
-class BuildRolloutAdmin(OrganisationScopedAdmin):
+class BuildRolloutAdmin(RecordsAdmin):
     """The nightly rollout curves behind the dashboard: read-only."""
 
     list_display = ("build", "organisation", "days_since_release", "installed", "eligible", "computed_at")
     list_select_related = ("build__model__manufacturer", "organisation")
     list_filter = (("organisation", ScopedRelatedFieldListFilter),)
     ordering = ("organisation_id", "build_id", "days_since_release")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return is_superuser(request)
