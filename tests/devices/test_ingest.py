@@ -368,9 +368,10 @@ def test_a_batch_gives_the_same_result_as_the_single_device_path_report_by_repor
 def test_concurrent_batches_over_the_same_devices_in_opposite_orders_do_not_deadlock():
     from django.db import connection
 
-    from tests.conftest import require_service
 
-    require_service(connection.vendor == "postgresql", "row locks and deadlocks need PostgreSQL")
+    if connection.vendor != "postgresql":
+        # Not a missing service: the embedded-default run uses SQLite, whose writers are serialised.
+        pytest.skip("row locks and deadlocks exist on PostgreSQL only; the PostgreSQL run covers this")
     model = DeviceModelFactory()
     OSBuildFactory(model=model, build_number="NEW.002")
     org = OrganisationFactory()
