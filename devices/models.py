@@ -168,7 +168,11 @@ class Device(models.Model):
 class CheckIn(models.Model):
     """An append-only report from an MDM of what a device ran at one moment."""
 
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="check_ins", verbose_name=_("device"))
+    # No single-column indexes on device and build: the unique (device, reported_at, source) and the
+    # (build, reported_at) indexes lead with them, and every index costs on each of millions of inserts.
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="check_ins", verbose_name=_("device"), db_index=False
+    )
     reported_at = models.DateTimeField(_("reported at"))
     received_at = models.DateTimeField(_("received at"), default=timezone.now)
     source = models.CharField(_("source"), max_length=20, choices=CheckInSource.choices, default=CheckInSource.API)
@@ -180,6 +184,7 @@ class CheckIn(models.Model):
         blank=True,
         related_name="check_ins",
         verbose_name=_("build"),
+        db_index=False,
         help_text=_("The catalogue build matching the build number, when it was known at the time."),
     )
     android_version = models.CharField(_("Android version"), max_length=20, blank=True)
