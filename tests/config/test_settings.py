@@ -197,3 +197,17 @@ def test_every_environment_variable_read_by_the_settings_is_documented_in_the_re
 
     assert {"SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "EMAIL_URL"} <= read
     assert read - documented == set(), "add these to the README's configuration table"
+
+
+def test_manage_py_without_secret_key_says_what_is_missing():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {key: value for key, value in os.environ.items() if key not in {"SECRET_KEY", "DEBUG"}}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "FleetPatch is not configured: SECRET_KEY must be set" in result.stderr
