@@ -35,6 +35,7 @@ from devices.exports import device_csv_response
 from devices.models import BatteryEvent, CheckIn, ComplianceSnapshot, Device, DeviceTally, StatusChange, Waiver
 from devices.selectors import battery_health_trend, device_timeline
 from devices.services import (
+    battery_reading_record,
     battery_replace,
     devices_battery_replace,
     devices_retire,
@@ -649,10 +650,21 @@ class BatteryEventAdmin(OrganisationScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: BatteryEvent, form: forms.ModelForm, change: bool) -> None:
         self.check_may_write(request, obj)
-        if change or obj.kind != BatteryEventKind.REPLACEMENT:
-            if not change:
-                obj.recorded_by = request.user
+        if change:
             super().save_model(request, obj, form, change)
+            return
+        if obj.kind == BatteryEventKind.READING:
+            # A reading updates the device's battery health (and so its battery status): the service does it.
+            event = battery_reading_record(
+                device=obj.device,
+                occurred_at=obj.occurred_at,
+                health_pct=obj.health_pct,
+                part_serial=obj.part_serial,
+                reason=obj.reason,
+                performed_by=obj.performed_by,
+                recorded_by=request.user,
+            )
+            adopt_saved_instance(obj, event)
             return
         # A replacement resets the device's battery age, health and cycles: the service does all of it.
         event = battery_replace(

@@ -272,6 +272,7 @@ def battery_reading_record(
     part_serial: str = "",
     reason: str = "",
     performed_by: str = "",
+    recorded_by: AbstractBaseUser | None = None,
     now: dt.datetime | None = None,
 ) -> BatteryEvent:
     """Records a technician's health reading; a reading newer than the last known state updates the device."""
@@ -283,6 +284,7 @@ def battery_reading_record(
         part_serial=part_serial,
         reason=reason,
         performed_by=performed_by,
+        recorded_by=recorded_by,
     )
     event.full_clean()
     event.save()

@@ -313,6 +313,28 @@ def test_recording_a_replacement_in_the_admin_resets_the_battery(client, manager
     assert device.battery_cycle_count == 0
 
 
+def test_recording_a_health_reading_in_the_admin_updates_the_device_battery(client, manager_a, org_a):
+    device = DeviceFactory(organisation=org_a, battery_health_pct=95, last_check_in_at=None)
+    client.force_login(manager_a)
+    response = client.post(
+        reverse("admin:devices_batteryevent_add"),
+        {
+            "device": device.pk,
+            "kind": BatteryEventKind.READING,
+            "occurred_at_0": "2024-06-03",
+            "occurred_at_1": "09:30:00",
+            "health_pct": 62,
+            "part_serial": "",
+            "reason": "Technician check",
+            "performed_by": "Atelier Lyon",
+        },
+    )
+    assert response.status_code == 302
+    assert BatteryEvent.objects.get(reason="Technician check").recorded_by == manager_a
+    device.refresh_from_db()
+    assert (device.battery_health_pct, device.battery_status) == (62, "replace_now")
+
+
 def test_a_battery_event_keeps_what_happened_to_which_device(client, manager_a, org_a):
     event = BatteryEventFactory(device=DeviceFactory(organisation=org_a))
     client.force_login(manager_a)
