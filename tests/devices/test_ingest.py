@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import threading
 
 import pytest
 from django.utils import timezone
 
 from devices.choices import CheckInSource, ComplianceStatus
-from devices.ingest import ItemStatus, Submission, checkins_ingest
+from devices.ingest import ItemStatus, Submission, checkins_ingest, collector_paused
 from devices.models import CheckIn, Device, StatusChange
 from devices.reports import DeviceIdentity
 from devices.services import Report, device_check_in
@@ -276,6 +277,69 @@ def test_the_same_report_from_two_sources_is_two_check_ins(catalogue):
     assert CheckIn.objects.filter(device=device).count() == 2
 
 
+def test_a_batch_repeating_a_stored_report_next_to_a_new_one_of_the_same_device_answers_each(catalogue):
+    device = DeviceFactory(model=catalogue[0])
+    ingest(device.organisation, [(by_serial(device), report(T1))])
+
+    results = ingest(device.organisation, [(by_serial(device), report(T2)), (by_serial(device), report(T1))])
+
+    assert [r.status for r in results] == [ItemStatus.CREATED, ItemStatus.DUPLICATE]
+    device.refresh_from_db()
+    assert device.last_check_in_at == T2
+
+
+def test_a_batch_stores_timestamps_dates_and_raw_payloads_exactly_as_the_orm_would(catalogue):
+    """The batch's rows travel as one JSON document on PostgreSQL: nothing may be lost or shifted on the way."""
+    device = DeviceFactory(model=catalogue[0])
+    at = (T1 + dt.timedelta(microseconds=123456)).astimezone(dt.timezone(dt.timedelta(hours=-5, minutes=-30)))
+    raw = {
+        "serial": device.serial,
+        "note": 'quotes " and \\ backslashes, {braces}, commas, NULL, "null"',
+        "name": "Équipe de nuit – 夜班 🚒",
+        "nested": {"list": [1, 2.5, None, True, {"deep": ["x"]}], "empty": {}},
+    }
+    patch_level = dt.date(2024, 2, 29)
+
+    [result] = ingest(
+        device.organisation,
+        [(by_serial(device), report(at, security_patch_level=patch_level, agent_version="v'1\"", raw=raw))],
+    )
+
+    assert result.status == ItemStatus.CREATED
+    check_in = CheckIn.objects.get(device=device)
+    assert check_in.reported_at == at
+    assert check_in.security_patch_level == patch_level
+    assert check_in.agent_version == "v'1\""
+    assert check_in.raw == raw
+    device.refresh_from_db()
+    assert device.last_check_in_at == at
+    assert device.security_patch_level == patch_level
+    # The single-device path (the ORM) sees the very same key: the report is a duplicate, not a second row.
+    assert device_check_in(device=device, report=report(at), now=NOW).created is False
+
+
+def test_the_garbage_collector_is_paused_during_a_batch_and_left_as_it_was_found():
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner pause found it off and leaves it off
+    assert gc.isenabled()
+
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError
+    assert gc.isenabled()
+
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # off before, off after: not ours to turn on
+    finally:
+        gc.enable()
+
+
 def _batch(org, model, size: int, at: dt.datetime):
     devices = DeviceFactory.create_batch(size, organisation=org, model=model)
     return [(by_serial(d), report(at)) for d in devices]
@@ -367,7 +431,6 @@ def test_a_batch_gives_the_same_result_as_the_single_device_path_report_by_repor
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_batches_over_the_same_devices_in_opposite_orders_do_not_deadlock():
     from django.db import connection
-
 
     if connection.vendor != "postgresql":
         # Not a missing service: the embedded-default run uses SQLite, whose writers are serialised.
