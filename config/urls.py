@@ -32,6 +32,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("alerts/", include("fleet.urls")),
     path("api/v1/", include(api_v1)),
-    # Last: anything else under /api/ is a JSON 404, like the API's own 404s.
-    re_path(r"^api/(?P<unmatched>.*)$", api_not_found),
+    # Last: anything else under /api/ is a JSON 404, like the API's own 404s. [\s\S], not ".": a path may
+    # hold an encoded newline (%0A), which "." does not match, and Django's HTML 404 would answer.
+    re_path(r"^api/(?P<unmatched>[\s\S]*)$", api_not_found),
 ]

@@ -12,7 +12,9 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import functools
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +29,7 @@ from rest_framework.settings import api_settings
 from devices.choices import CheckInSource
 from devices.services import Report
 from devices.validators import luhn_is_valid, validate_imei, validate_patch_level_not_in_future
+from fleet.api.errors import loads_storable_json
 
 # A report may say it was taken a little after the server's clock: device clocks drift.
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
@@ -195,16 +198,20 @@ def _fast_validate(data: dict) -> dict | None:
         parsed = parse_datetime(reported_at) if isinstance(reported_at, str) else None
     except ValueError:
         return None
-    if parsed is None or timezone.is_naive(parsed) or parsed > timezone.now() + FUTURE_TOLERANCE:
+    now = timezone.now()
+    if parsed is None or timezone.is_naive(parsed) or parsed > now + FUTURE_TOLERANCE:
         return None
-    attrs["reported_at"] = parsed.astimezone(dt.UTC)
+    try:
+        attrs["reported_at"] = parsed.astimezone(dt.UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+05:00" is before year 1 in UTC: the serializer explains
+        return None
     level = data.get("security_patch_level")
     if level is not None:
         try:
             level = parse_date(level) if isinstance(level, str) else None
         except ValueError:
             return None
-        if level is None or level > timezone.now().date() + dt.timedelta(days=1):
+        if level is None or level > now.date() + dt.timedelta(days=1):
             return None
     attrs["security_patch_level"] = level
     return attrs
@@ -262,6 +269,10 @@ def _obj(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
@@ -273,7 +284,9 @@ def _newest_battery_level(events: Any) -> Any:
     for event in events if isinstance(events, list) else ():
         if not isinstance(event, dict) or event.get("eventType") != "BATTERY_LEVEL_COLLECTED":
             continue
-        if not isinstance(event.get("batteryLevel"), int | float):
+        level = event.get("batteryLevel")
+        # bool is an int, and 1e400 reads as infinity, which no level can be rounded from.
+        if not isinstance(level, int | float) or isinstance(level, bool) or not math.isfinite(level):
             continue
         at = _parse_time(event.get("createTime")) or dt.datetime.min.replace(tzinfo=dt.UTC)
         if newest_at is None or at >= newest_at:
@@ -309,7 +322,7 @@ def parse_amapi(device: Any) -> ParsedReport:
         imei = next(
             (
                 _text(t.get("imei"))
-                for t in network.get("telephonyInfos") or ()
+                for t in _list(network.get("telephonyInfos"))
                 if isinstance(t, dict) and t.get("imei")
             ),
             None,
@@ -355,8 +368,10 @@ def decode_pubsub(envelope: dict) -> Any:
         except (binascii.Error, ValueError):
             raise PayloadError({"message.data": [gettext("message.data is not valid base64.")]}) from None
     try:
-        decoded = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        # The API's own rules for a JSON body (no NaN, no infinity, no NUL, no lone surrogate): what is
+        # inside the envelope is stored just like a body is.
+        decoded = loads_storable_json(data.decode("utf-8"))
+    except (UnicodeError, ValueError, RecursionError):
         raise PayloadError({"message.data": [gettext("message.data does not decode to JSON.")]}) from None
     if isinstance(decoded, dict):
         # Pub/Sub delivers at least once: the message id in the audit copy tells a redelivery apart.
@@ -416,15 +431,32 @@ def parse_headwind(info: Any, *, received_at: dt.datetime) -> ParsedReport:
 
 # --- Audit copy ------------------------------------------------------------------------------------
 def _is_secret(key: str) -> bool:
+    # The same few keys come back in every report of a batch, and in every batch: a short key is folded
+    # and searched once per process (a long one, rare and the client's choice, is not kept).
+    return _is_secret_key(key) if len(key) <= 64 else _folds_to_secret(key)
+
+
+def _folds_to_secret(key: str) -> bool:
     folded = key.lower().replace("_", "").replace("-", "")
     return any(part in folded for part in SECRET_KEY_PARTS)
 
 
+_is_secret_key = functools.lru_cache(maxsize=4096)(_folds_to_secret)
+
+
 def _has_secrets(value: Any) -> bool:
+    # Loops rather than any(generator): this runs on every report of every batch.
     if isinstance(value, dict):
-        return any((isinstance(k, str) and _is_secret(k)) or _has_secrets(v) for k, v in value.items())
+        for key, item in value.items():
+            if isinstance(key, str) and _is_secret(key):
+                return True
+            if isinstance(item, dict | list) and _has_secrets(item):
+                return True
+        return False
     if isinstance(value, list):
-        return any(_has_secrets(v) for v in value)
+        for item in value:
+            if isinstance(item, dict | list) and _has_secrets(item):
+                return True
     return False
 
 
@@ -445,7 +477,9 @@ def bounded_raw(payload: Any) -> dict | None:
     cleaned = _without_secrets(payload) if _has_secrets(payload) else payload
     if not isinstance(cleaned, dict):
         cleaned = {"value": cleaned}
-    size = len(json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))
+    # surrogatepass: a lone surrogate (refused by the API's parser, not by this function) counts, not crashes.
+    text = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"), default=str)
+    size = len(text.encode("utf-8", "surrogatepass"))
     if size <= RAW_MAX_BYTES:
         return cleaned
     return {"truncated": True, "bytes": size, "keys": [str(k)[:100] for k in list(cleaned)[:100]]}

@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import os
 
+import hypothesis
 import pytest
 from django.utils import translation
+from hypothesis import HealthCheck
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from fleet.choices import Role
 from tests.factories import MembershipFactory, OrganisationFactory, UserFactory
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# Property-based tests (hypothesis, schemathesis) are derandomized by default: the same examples on every
+# run, so CI never fails by chance and a failure reproduces on a laptop. HYPOTHESIS_PROFILE=explore
+# draws new examples on each run and remembers the failing ones under var/ (README "Running the tests").
+hypothesis.settings.register_profile(
+    "ci", derandomize=True, deadline=None, database=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis.settings.register_profile(
+    "explore",
+    deadline=None,
+    database=DirectoryBasedExampleDatabase(os.path.join(os.path.dirname(__file__), "..", "var", "hypothesis")),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def require_service(available: bool, reason: str) -> None:
@@ -28,6 +45,12 @@ def _default_language():
     so a French test never makes the next test's output French."""
     yield
     translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Every persona has a password; PBKDF2's deliberate slowness is most of a test's set-up time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

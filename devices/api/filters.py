@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from devices.choices import BatteryEventKind, BatteryStatus, ComplianceStatus
 from devices.models import BatteryEvent, Device
-from fleet.api.filters import BoolFilter, IdFilter
+from fleet.api.filters import BoolFilter, IdFilter, UtcDateTimeFilter
 
 
 class DeviceFilterSet(django_filters.FilterSet):
@@ -24,7 +24,7 @@ class DeviceFilterSet(django_filters.FilterSet):
     patch_level_before = django_filters.DateFilter(
         field_name="security_patch_level", lookup_expr="lt", help_text=_("Security patch level older than this date.")
     )
-    last_check_in_before = django_filters.IsoDateTimeFilter(
+    last_check_in_before = UtcDateTimeFilter(
         field_name="last_check_in_at", lookup_expr="lt", help_text=_("Last check-in before this moment.")
     )
     battery_status = django_filters.MultipleChoiceFilter(choices=BatteryStatus.choices)
@@ -61,8 +61,8 @@ class BatteryEventFilterSet(django_filters.FilterSet):
     device_id = IdFilter(field_name="device_id", help_text=_("Device id."))
     serial = django_filters.CharFilter(field_name="device__serial", help_text=_("Device serial number."))
     kind = django_filters.ChoiceFilter(choices=BatteryEventKind.choices)
-    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    occurred_after = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
     class Meta:
         model = BatteryEvent

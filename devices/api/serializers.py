@@ -24,10 +24,11 @@ from updates.models import DeviceModel
 class DeviceSerializer(serializers.ModelSerializer):
     """A device as the API shows it (needs DEVICE_SELECT_RELATED)."""
 
-    model = DeviceModelSummarySerializer(read_only=True)
-    fleet = FleetSummarySerializer(read_only=True)
-    current_build = BuildSummarySerializer(read_only=True)
-    target_build = BuildSummarySerializer(source="latest_build", read_only=True)
+    # allow_null: the schema must say these links can be null (no model, fleet or known build yet).
+    model = DeviceModelSummarySerializer(read_only=True, allow_null=True)
+    fleet = FleetSummarySerializer(read_only=True, allow_null=True)
+    current_build = BuildSummarySerializer(read_only=True, allow_null=True)
+    target_build = BuildSummarySerializer(source="latest_build", read_only=True, allow_null=True)
     patch_age_days = serializers.SerializerMethodField(help_text=_("Days since its security patch level."))
     waived = serializers.BooleanField(source="is_waived", read_only=True)
 
@@ -75,8 +76,18 @@ def _is_id_or_text(data: Any) -> bool:
     return isinstance(data, int) and not isinstance(data, bool)
 
 
+class PercentFormatMessagesMixin:
+    """Fills error messages written with ``%(name)s`` placeholders, the gettext convention FleetPatch's
+    translations use: DRF's own ``fail()`` calls ``str.format``, which left "%(value)s" in the answer."""
+
+    error_messages: dict[str, Any]
+
+    def fail(self, key: str, **kwargs: Any) -> None:
+        raise serializers.ValidationError(str(self.error_messages[key]) % kwargs, code=key)
+
+
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
-class FlexibleRelatedField(serializers.Field):
+class FlexibleRelatedField(PercentFormatMessagesMixin, serializers.Field):
     """A related row given by id (a number) or by a natural key (a string): a fleet's slug, a model's name."""
 
     default_error_messages = {
@@ -174,7 +185,7 @@ class DeviceUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
 
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
-class DeviceRefField(serializers.Field):
+class DeviceRefField(PercentFormatMessagesMixin, serializers.Field):
     """A device of the client's organisation by id (a number) or serial (text)."""
 
     default_error_messages = {

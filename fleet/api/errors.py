@@ -9,20 +9,25 @@ Shapes (documented in README "REST API"):
 from __future__ import annotations
 
 import codecs
+import logging
+import math
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.utils import json
+
+logger = logging.getLogger(__name__)
 
 
 class RequestBodyTooLarge(exceptions.APIException):
@@ -36,6 +41,17 @@ class RequestBodyTooLarge(exceptions.APIException):
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    """The database cannot be reached (restarting, failing over) or aborted the request: nothing was stored."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "database_unavailable"
+
+
+# Seconds a client is asked to wait before retrying after a 503 (a restart or failover takes about that).
+RETRY_AFTER_SECONDS = 10
 
 
 def max_body_bytes() -> int:
@@ -57,6 +73,22 @@ def _check_storable_text(data: Any) -> None:
             if "\x00" in item:
                 raise ValueError(gettext("text cannot contain the NUL character (\\u0000)"))
             item.encode("utf-8")  # UnicodeEncodeError for a lone surrogate
+
+
+def _finite_float(text: str) -> float:
+    # Python reads 1e400 as infinity, which neither PostgreSQL's jsonb nor SQLite's JSON can store.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(gettext("the number %(number)s is out of range") % {"number": text[:40]})
+    return value
+
+
+def loads_storable_json(text: str) -> Any:
+    """JSON as the API accepts it: strict (no NaN or Infinity constants), and only what a database can
+    store. ValueError (or UnicodeError) for anything else; RecursionError when nested too deeply."""
+    data = json.loads(text, parse_constant=json.strict_constant, parse_float=_finite_float)
+    _check_storable_text(data)
+    return data
 
 
 class BoundedJSONParser(BaseParser):
@@ -87,9 +119,7 @@ class BoundedJSONParser(BaseParser):
             request._request._body = body
         try:
             text = codecs.decode(body, context.get("encoding", settings.DEFAULT_CHARSET))
-            parse_constant = json.strict_constant if self.strict else None
-            data = json.loads(text, parse_constant=parse_constant)
-            _check_storable_text(data)
+            data = loads_storable_json(text)
         except (ValueError, UnicodeError, LookupError) as error:
             raise exceptions.ParseError(gettext("Malformed JSON: %(error)s") % {"error": error}) from None
         except RecursionError:
@@ -119,6 +149,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = serializers.ValidationError(_django_validation_detail(exc))
     elif isinstance(exc, IntegrityError):
         exc = Conflict(gettext("This conflicts with existing data (probably a concurrent request); retry."))
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # The database went away (or aborted the transaction): the request's transaction was rolled back.
+        logger.warning("database unavailable, answering 503: %s", exc)
+        exc = DatabaseUnavailable(gettext("The database is unavailable; nothing was stored. Retry in a moment."))
+        exc.wait = RETRY_AFTER_SECONDS  # DRF turns it into a Retry-After header
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, list):
         # A bare list (ValidationError("x") raised outside a field) becomes the documented shape.
@@ -126,6 +161,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+@csrf_exempt
 def api_not_found(request: HttpRequest, unmatched: str = "") -> JsonResponse:
-    """Unknown URLs under /api/ answer in JSON like the rest of the API, not with an HTML page."""
+    """Unknown URLs under /api/ answer in JSON like the rest of the API, not with an HTML page.
+
+    CSRF-exempt like the API's views (which authenticate by token, never by cookie): otherwise a POST to
+    an unknown URL would get the CSRF middleware's HTML 403 instead of this 404."""
     return JsonResponse({"detail": gettext("Not found.")}, status=404)

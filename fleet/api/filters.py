@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import django_filters
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.types import OpenApiTypes
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
 
 from fleet.models import Fleet
@@ -21,7 +23,8 @@ class FleetFilterSet(django_filters.FilterSet):
         fields = ["slug", "name"]
 
 
-@extend_schema_field(OpenApiTypes.INT)
+# The bounds are in the schema too: a client (or a fuzzer) reading it must not expect "0" to be accepted.
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
 class IdFilter(django_filters.NumberFilter):
     """An id: a whole number (django-filter's NumberFilter would take decimals, NaN and 1e400)."""
 
@@ -32,6 +35,24 @@ class IdFilter(django_filters.NumberFilter):
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", 2**63 - 1)
         super().__init__(*args, **kwargs)
+
+
+class _UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 moment, converted to UTC: ISO 8601 (and Python) allow offsets up to ±23:59, PostgreSQL
+    only up to ±15:59 — "…T10:00-17:20" reached the query as it was and failed there (a 500)."""
+
+    def to_python(self, value: Any) -> dt.datetime | None:
+        moment = super().to_python(value)
+        if moment is None or timezone.is_naive(moment):
+            return moment
+        try:
+            return moment.astimezone(dt.UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = _UtcIsoDateTimeField
 
 
 class _StrictNullBooleanField(forms.NullBooleanField):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
@@ -30,6 +35,7 @@ class FleetPatchCursorPagination(CursorPagination):
     ordering_param = "ordering"
 
     def paginate_queryset(self, queryset: Any, request: Request, view: APIView | None = None) -> list | None:
+        self._model = queryset.model
         try:
             return super().paginate_queryset(queryset, request, view)
         except (ValueError, TypeError, OverflowError, DjangoValidationError):
@@ -41,7 +47,25 @@ class FleetPatchCursorPagination(CursorPagination):
         if cursor is not None and cursor.position is not None and "\x00" in cursor.position:
             # PostgreSQL cannot compare text with NUL: refuse it before it reaches the database.
             raise NotFound(self.invalid_cursor_message)
+        if cursor is not None and cursor.position is not None and self._orders_by_datetime():
+            # A tampered position may carry a UTC offset PostgreSQL refuses (beyond ±15:59, which ISO 8601
+            # allows): compared in UTC, as the database stores it. OverflowError is a bad cursor too.
+            moment = parse_datetime(cursor.position)
+            if moment is None:
+                raise NotFound(self.invalid_cursor_message)
+            if timezone.is_aware(moment):
+                cursor = cursor._replace(position=moment.astimezone(dt.UTC).isoformat())
         return cursor
+
+    def _orders_by_datetime(self) -> bool:
+        model = getattr(self, "_model", None)
+        if model is None:
+            return False
+        try:
+            field = model._meta.get_field(self.ordering[0].lstrip("-"))
+        except FieldDoesNotExist:
+            return False
+        return isinstance(field, models.DateTimeField)
 
     def get_ordering(self, request: Request, queryset: Any, view: APIView) -> tuple[str, ...]:
         allowed: tuple[str, ...] = getattr(view, "ordering_fields", ("id",))

@@ -24,6 +24,10 @@ def required_scope(request: Request, view: APIView) -> str | None:
         return None
     scopes: dict[str, str] = getattr(view, "required_scopes", {})
     action = getattr(view, "action", None)
+    if action == "metadata":
+        # OPTIONS: DRF's metadata asks, with a copy of the request, what a POST or PUT would be allowed to
+        # do; the scope is that of the action the copied method routes to.
+        action = getattr(view, "action_map", {}).get(request.method.lower(), action)
     if action and action in scopes:
         return scopes[action]
     if request.method in scopes:

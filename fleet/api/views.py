@@ -17,6 +17,7 @@ from rest_framework import serializers, viewsets
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 
+from config.db_router import replica_reads
 from fleet.api.filters import FleetFilterSet
 from fleet.api.serializers import FleetSerializer
 from fleet.models import ApiClient, Fleet
@@ -59,6 +60,12 @@ class FleetPatchAutoSchema(AutoSchema):
                 ErrorSerializer, description=gettext("Too many requests for this client (throttled).")
             ),
         }
+        errors["503"] = OpenApiResponse(
+            ErrorSerializer,
+            description=gettext(
+                "The database is unavailable for a moment (nothing was stored): retry after `Retry-After` seconds."
+            ),
+        )
         if writes:
             errors["413"] = OpenApiResponse(
                 ErrorSerializer, description=gettext("The request body is over the size limit.")
@@ -119,8 +126,16 @@ class ApiViewMixin:
         if method not in self.http_method_names or not hasattr(self, method):
             raise MethodNotAllowed(request.method)
         super().initial(request, *args, **kwargs)
+        # Lists may be served by the read replica (config.db_router); authentication, above, stays on the
+        # primary so a revoked token is refused at once.
+        if getattr(self, "action", None) == "list":
+            self._replica_reads = replica_reads()
+            self._replica_reads.__enter__()
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        replica = self.__dict__.pop("_replica_reads", None)
+        if replica is not None:
+            replica.__exit__(None, None, None)
         response = super().finalize_response(request, response, *args, **kwargs)
         audit_write(request, response)
         return response

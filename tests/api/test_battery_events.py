@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+from urllib.parse import urlencode
 
 import pytest
 from django.utils import timezone
@@ -92,6 +94,13 @@ def test_invalid_battery_events_name_the_field(mdm_a, device_a, body, field):
     assert field in response.json()
 
 
+def test_an_unknown_device_is_named_with_the_value_given(mdm_a, device_a):
+    payload = {"device": "NO-SUCH-SERIAL", "occurred_at": timezone.now().isoformat()}
+    response = mdm_a.post("/api/v1/battery-events/", payload, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"device": ["No device of your organisation matches 'NO-SUCH-SERIAL'."]}
+
+
 @pytest.mark.parametrize(
     "query",
     ["device_id={device}", "serial=A-0001", "kind=reading", "occurred_after={after}", "occurred_before={before}"],
@@ -108,3 +117,28 @@ def test_each_battery_event_filter_selects_only_matching_events(mdm_a, org_a, de
         before=(now - dt.timedelta(days=5)).isoformat().replace("+00:00", "Z"),
     )
     assert [e["id"] for e in results(mdm_a.get(url))] == [match.pk]
+
+
+@pytest.mark.parametrize("position", ["2072-11-29 19:04:10-17:20", "0001-01-01 00:00:00+01:00", "not a time"])
+def test_a_tampered_cursor_on_a_datetime_ordering_never_gives_a_500(mdm_a, device_a, position):
+    # PostgreSQL refuses UTC offsets beyond ±15:59 (a 500): the position is compared in UTC, or is a bad cursor.
+    for _ in range(3):
+        BatteryEventFactory(device=device_a)
+    cursor = base64.b64encode(urlencode({"p": position, "r": "0"}).encode()).decode()
+
+    response = mdm_a.get("/api/v1/battery-events/", {"ordering": "occurred_at", "cursor": cursor})
+
+    assert response.status_code in (200, 404), response.content
+
+
+def test_following_next_on_a_datetime_ordering_still_pages_through_every_event(mdm_a, device_a):
+    for _ in range(5):
+        BatteryEventFactory(device=device_a)
+    seen, url = [], "/api/v1/battery-events/?ordering=-occurred_at&page_size=2"
+    while url:
+        body = mdm_a.get(url).json()
+        seen += [row["id"] for row in body["results"]]
+        url = body["next"]
+
+    assert sorted(seen) == sorted(BatteryEvent.objects.values_list("pk", flat=True))
+    assert len(seen) == 5

@@ -222,3 +222,12 @@ def test_a_page_of_check_ins_is_a_fixed_number_of_queries(reader_a, device_a, dj
         response = reader_a.get(URL, {"device": device_a.pk})
 
     assert len(response.json()["results"]) == 50
+
+
+def test_a_report_dated_before_year_one_in_utc_is_a_400_naming_reported_at(reporter_a, device_a):
+    body = {"serial": device_a.serial, "reported_at": "0001-01-01T00:00:00+23:59"}
+
+    response = reporter_a.post(URL, body, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["reported_at"]

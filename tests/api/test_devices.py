@@ -139,6 +139,23 @@ def test_an_unknown_model_is_a_field_error(mdm_a, phone_model):
     assert list(response.json()) == ["model"]
 
 
+def test_an_unknown_model_or_fleet_is_named_with_the_value_given(mdm_a, phone_model):
+    # DRF fills messages with str.format: the %(value)s placeholders FleetPatch writes stayed in the answer.
+    response = mdm_a.post("/api/v1/devices/", {"serial": "NEW-4", "model": "Nokia 3310", "fleet": []}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "model": ["No device model matches 'Nokia 3310'."],
+        "fleet": ["Give an id (a whole number) or a slug (text)."],
+    }
+
+
+def test_an_unknown_model_is_explained_in_french_too(mdm_a, phone_model):
+    response = mdm_a.post(
+        "/api/v1/devices/", {"serial": "NEW-5", "model": "Nokia 3310"}, format="json", HTTP_ACCEPT_LANGUAGE="fr"
+    )
+    assert response.json() == {"model": ["Aucun élément « modèle d’appareil » ne correspond à 'Nokia 3310'."]}
+
+
 def test_an_imei_with_a_bad_check_digit_is_refused_with_the_reason(mdm_a):
     bad = VALID_IMEI[:-1] + str((int(VALID_IMEI[-1]) + 1) % 10)
     response = mdm_a.post("/api/v1/devices/", {"serial": "NEW-4", "imei": bad}, format="json")
@@ -352,3 +369,24 @@ def test_a_device_page_costs_the_same_queries_for_5_or_50_devices(mdm_a, org_a, 
     make(45)
     many = _count_queries(mdm_a, "/api/v1/devices/")
     assert few == many <= 3
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter"),
+    [
+        ("/api/v1/devices/", "last_check_in_before"),
+        ("/api/v1/battery-events/", "occurred_before"),
+        ("/api/v1/battery-events/", "occurred_after"),
+        ("/api/v1/builds/", "released_after"),
+    ],
+)
+def test_a_moment_with_a_utc_offset_postgresql_does_not_accept_is_converted_not_a_500(mdm_a, device_a, url, parameter):
+    # ISO 8601 allows offsets up to ±23:59, PostgreSQL only ±15:59: the filter converts to UTC first.
+    response = mdm_a.get(url, {parameter: "2072-11-29T19:04:10-17:20"})
+    assert response.status_code == 200, response.content
+
+
+def test_a_moment_before_year_one_in_utc_is_a_400_naming_the_filter(mdm_a, device_a):
+    response = mdm_a.get("/api/v1/devices/", {"last_check_in_before": "0001-01-01T00:00:00+01:00"})
+    assert response.status_code == 400
+    assert list(response.json()) == ["last_check_in_before"]

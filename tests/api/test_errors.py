@@ -8,6 +8,7 @@ import logging
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from tests.factories import OSBuildFactory
@@ -312,3 +313,45 @@ def test_no_path_value_gives_a_500(mdm_a, device_a, value, quiet_request_log):
         assert mdm_a.get(url.format(v=value)).status_code < 500
     for url in ("/api/v1/devices/{v}/", "/api/v1/fleets/{v}/", "/api/v1/models/{v}/", "/api/v1/builds/{v}/"):
         assert mdm_a.get(url.format(v="9" * 40)).status_code == 404
+
+
+# --- Found by fuzzing (tests/api/test_schemathesis.py) -------------------------------------------
+
+
+def test_an_unknown_url_holding_an_encoded_newline_is_a_json_404(mdm_a):
+    # "." in the catch-all pattern did not match "\n": Django's HTML 404 answered.
+    response = mdm_a.get("/api/v1/models/%0A/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_a_post_to_an_unknown_url_is_a_json_404_not_a_csrf_page(db):
+    # A real client sends no CSRF cookie: the catch-all view answered the CSRF middleware's HTML 403.
+    client = APIClient(enforce_csrf_checks=True)
+    response = client.post("/api/v1/devices/%C2%84/retire/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize("url", ["/api/v1/devices/", "/api/v1/battery-events/", "/api/v1/builds/"])
+def test_options_on_an_endpoint_with_per_action_scopes_describes_it_instead_of_a_500(mdm_a, url):
+    # DRF's metadata checks the permission of a copied POST request, whose action is "metadata".
+    response = mdm_a.options(url)
+    assert response.status_code == 200
+    assert "POST" in response.json()["actions"]
+
+
+def test_options_shows_no_write_actions_to_a_client_without_their_scope(reader_a, db):
+    response = reader_a.options("/api/v1/battery-events/")
+    assert response.status_code == 200
+    assert "actions" not in response.json()
+
+
+def test_a_number_too_large_for_a_float_is_malformed_json(mdm_a, device_a):
+    # Python reads 1e400 as infinity, which the audit copy of a report could not store (a 409 on SQLite,
+    # a 500 on PostgreSQL).
+    body = b'{"serial": "A-0001", "reported_at": "%s", "extra": 1e400}' % timezone.now().isoformat().encode()
+    response = mdm_a.post("/api/v1/checkins/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("Malformed JSON")
+    assert "1e400" in response.json()["detail"]

@@ -127,3 +127,24 @@ def test_renamed_and_missing_sections_are_tolerated(reporter_a, org_a, xcover):
 def test_ingesting_needs_the_report_scope(reader_a, anonymous):
     assert anonymous.post(URL, amapi_device(), format="json").status_code == 401
     assert reader_a.post(URL, amapi_device(), format="json").status_code == 403
+
+
+def test_a_pubsub_payload_holding_a_nul_character_is_a_400_naming_message_data(reporter_a):
+    # Inside base64, "\u0000" escaped the API's JSON checks and reached PostgreSQL's jsonb (a 500).
+    data = base64.b64encode(json.dumps({**amapi_device(), "note": "\x00"}).encode()).decode()
+
+    response = reporter_a.post(URL, {"message": {"data": data}}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["message.data"]
+    assert not CheckIn.objects.exists()
+
+
+def test_telephony_infos_that_are_not_a_list_are_ignored_not_a_500(reporter_a, org_a, xcover):
+    DeviceFactory(organisation=org_a, model=xcover.model, serial="R58N12ABCDE", imei=None)
+    resource = copy.deepcopy(amapi_device())
+    resource["networkInfo"] = {"telephonyInfos": 5}
+
+    response = reporter_a.post(URL, resource, format="json")
+
+    assert response.status_code == 201, response.json()

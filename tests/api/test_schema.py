@@ -76,3 +76,43 @@ def test_every_device_filter_is_in_the_schema(schema):
 
 def test_models_offer_no_write_operation(schema):
     assert set(schema["paths"]["/api/v1/models/"]) == {"get"}
+
+
+# --- Found by schemathesis (tests/api/test_schemathesis.py): the schema must tell the truth --------
+
+
+def test_a_devices_links_may_be_null_as_the_schema_says(schema):
+    properties = schema["components"]["schemas"]["Device"]["properties"]
+    for link in ("model", "fleet", "current_build", "target_build"):
+        assert properties[link]["nullable"] is True, link
+
+
+def test_an_ingestion_200_is_a_batch_or_the_result_of_a_single_report_already_received(schema):
+    def refs(operation: dict, code: str) -> set[str]:
+        answer = operation["responses"][code]["content"]["application/json"]["schema"]
+        answer = schema["components"]["schemas"][answer["$ref"].rsplit("/", 1)[1]] if "$ref" in answer else answer
+        return {option.get("$ref", "inline").rsplit("/", 1)[-1] for option in answer["oneOf"]}
+
+    for path in ("/api/v1/checkins/", "/api/v1/ingest/headwind/"):
+        assert refs(schema["paths"][path]["post"], "200") == {"BatchResult", "ItemResult"}
+        assert refs(schema["paths"][path]["post"], "400") == {"ItemResult", "Error", "inline"}
+    assert refs(schema["paths"]["/api/v1/ingest/amapi/"]["post"], "200") == {
+        "BatchResult",
+        "ItemResult",
+        "IgnoredNotification",
+    }
+
+
+def test_every_ingestion_endpoint_documents_a_list_of_reports_as_its_body(schema):
+    for path in ("/api/v1/checkins/", "/api/v1/ingest/amapi/", "/api/v1/ingest/headwind/"):
+        body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        body = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]] if "$ref" in body else body
+        assert {option.get("type") for option in body["oneOf"]} >= {"array"}, path
+
+
+def test_id_filters_declare_that_ids_start_at_one(schema):
+    parameters = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/devices/"]["get"]["parameters"]}
+    for name in ("model_id", "fleet_id"):
+        assert parameters[name]["minimum"] == 1
+    time_to_patch = schema["paths"]["/api/v1/compliance/time-to-patch/"]["get"]["parameters"]
+    assert next(p for p in time_to_patch if p["name"] == "model")["schema"]["minLength"] == 1

@@ -288,3 +288,57 @@ def test_a_payload_under_16_kib_is_kept_whole():
     payload = {"serial": "SN-1", "applications": ["com.example.app"] * 100}
 
     assert bounded_raw(payload) == payload
+
+
+# --- Found by the property tests (tests/devices/test_report_properties.py) ------------------------
+def test_a_report_dated_before_year_one_in_utc_is_an_error_not_a_crash():
+    # 0001-01-01T00:00+23:59 is a valid ISO 8601 time whose UTC instant is before year 1: converting it
+    # raised OverflowError.
+    parsed = parse_native(native(reported_at="0001-01-01T00:00:00+23:59"))
+
+    assert list(parsed.errors) == ["reported_at"]
+
+
+def test_a_headwind_timestamp_before_year_one_in_utc_names_the_timestamp():
+    parsed = parse_headwind({"serial": "HW-1", "timestamp": "0001-01-01T00:00:00+01:00"}, received_at=timezone.now())
+
+    assert list(parsed.errors) == ["timestamp"]
+
+
+@pytest.mark.parametrize("level", [float("inf"), float("-inf"), True])
+def test_an_amapi_battery_level_that_is_not_a_finite_number_is_ignored(level):
+    events = [{"eventType": "BATTERY_LEVEL_COLLECTED", "createTime": "2024-03-01T07:00:00Z", "batteryLevel": level}]
+
+    parsed = parse_amapi(amapi_device(powerManagementEvents=events))
+
+    assert parsed.errors is None
+    assert parsed.report.battery_level_pct is None
+
+
+@pytest.mark.parametrize("infos", [5, True, "356938035643809", {"imei": "356938035643809"}])
+def test_amapi_telephony_infos_that_are_not_a_list_are_ignored(infos):
+    parsed = parse_amapi(amapi_device(networkInfo={"telephonyInfos": infos}))
+
+    assert parsed.errors is None
+    assert parsed.identity.imei is None
+
+
+@pytest.mark.parametrize("payload", ['{"a": 1e400}', '{"a": "\\u0000"}', '{"a": "\\ud800"}', '{"a": NaN}'])
+def test_a_pubsub_payload_a_database_cannot_store_names_message_data(payload):
+    # The envelope's data is read with the API's own JSON rules, as a body would be.
+    with pytest.raises(PayloadError) as error:
+        decode_pubsub({"message": {"data": base64.b64encode(payload.encode()).decode()}})
+
+    assert list(error.value.errors) == ["message.data"]
+
+
+def test_a_pubsub_payload_nested_too_deeply_names_message_data():
+    payload = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(PayloadError) as error:
+        decode_pubsub({"message": {"data": base64.b64encode(payload.encode()).decode()}})
+
+    assert list(error.value.errors) == ["message.data"]
+
+
+def test_the_audit_copy_of_a_payload_with_a_lone_surrogate_is_sized_not_a_crash():
+    assert bounded_raw({"note": "\ud800"}) == {"note": "\ud800"}

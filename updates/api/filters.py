@@ -4,7 +4,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from fleet.api.filters import BoolFilter, IdFilter
+from fleet.api.filters import BoolFilter, IdFilter, UtcDateTimeFilter
 from updates.choices import Channel
 from updates.models import DeviceModel, OSBuild
 
@@ -31,7 +31,7 @@ class BuildFilterSet(django_filters.FilterSet):
         field_name="organisation", lookup_expr="isnull", exclude=True, help_text=_("Only your private builds.")
     )
     revoked = BoolFilter(field_name="is_revoked", help_text=_("Revoked builds."))
-    released_after = django_filters.IsoDateTimeFilter(
+    released_after = UtcDateTimeFilter(
         field_name="released_at", lookup_expr="gt", help_text=_("Released after this moment.")
     )
 
