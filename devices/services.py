@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -18,6 +24,9 @@ from fleet.models import Fleet, Organisation
 from updates import compliance
 from updates.choices import Channel
 from updates.models import DeviceModel, OSBuild
+
+if TYPE_CHECKING:
+    from devices.ingest import ItemResult, Submission
 
 
 @dataclasses.dataclass(frozen=True)
@@ -400,8 +409,16 @@ def check_ins_prune(*, older_than: dt.datetime, batch_size: int) -> int:
        time-to-patch stays computable. Deleting a row that repeats its predecessor's build never turns
        another row into a transition or out of one, so batches can run in any order and a run can resume.
     StatusChange, the compliance history, is a separate table and is never touched.
+
+    On PostgreSQL, where the table is partitioned by month (devices/partitions.py), whole months before
+    ``older_than`` are first dropped as partitions, their transitions inserted back into the default
+    partition; the month holding ``older_than`` stays whole until it has entirely expired. The batches
+    above then walk only what lies below that month: the default partition's late reports of dropped months.
     """
-    deleted = 0
+    from devices import partitions
+
+    deleted = partitions.drop_expired_partitions(older_than=older_than)
+    older_than = partitions.row_prune_cutoff(older_than=older_than)
     cursor = 0
     while True:
         with transaction.atomic():
@@ -422,3 +439,126 @@ def check_ins_prune(*, older_than: dt.datetime, batch_size: int) -> int:
             count, _by_model = CheckIn.objects.filter(id__in=repeats).delete()
             deleted += count
             cursor = window[-1]
+
+
+# --- Transactions PostgreSQL aborted to resolve a conflict ------------------------------------------
+# deadlock_detected and serialization_failure: PostgreSQL rolled the whole transaction back to let a
+# concurrent one through, and running it again is the documented remedy.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+CHECKINS_INGEST_ATTEMPTS = 5
+
+logger = logging.getLogger(__name__)
+
+
+def is_retryable_conflict(error: BaseException) -> bool:
+    """True for a deadlock or serialization failure (Django wraps psycopg's error: look at its cause too)."""
+    for candidate in (error, error.__cause__):
+        if getattr(candidate, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+            return True
+    return False
+
+
+def checkins_ingest_retrying(
+    *, organisation_id: int, submissions: Sequence[Submission], can_enrol: bool
+) -> list[ItemResult]:
+    """:func:`devices.ingest.checkins_ingest`, run again when PostgreSQL aborted it to break a deadlock.
+
+    A batch is one transaction: when PostgreSQL picks it as a deadlock's victim nothing of it was kept, so
+    running it again from the start (after a short jittered pause, so the two batches do not meet again in
+    step) stores it exactly once. Bounded: after ``CHECKINS_INGEST_ATTEMPTS`` the error goes to the client
+    as a 503 (fleet.api.errors), asking it to retry. Inside an outer transaction (a test's) nothing is retried:
+    only the outermost transaction can be rolled back and run again.
+    """
+    from devices.ingest import checkins_ingest
+
+    attempt = 1
+    while True:
+        try:
+            return checkins_ingest(organisation_id=organisation_id, submissions=submissions, can_enrol=can_enrol)
+        except OperationalError as error:
+            if connection.in_atomic_block or attempt >= CHECKINS_INGEST_ATTEMPTS or not is_retryable_conflict(error):
+                raise
+            logger.warning(
+                "check-in batch of %d reports aborted by the database (%s), attempt %d of %d: running it again",
+                len(submissions),
+                error.__cause__.__class__.__name__ if error.__cause__ else type(error).__name__,
+                attempt,
+                CHECKINS_INGEST_ATTEMPTS,
+            )
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not a secret
+            attempt += 1
+
+
+# --- Battery replacements in bulk (imported from a spreadsheet) ---------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Replacement:
+    """One battery replacement of one device, as a spreadsheet records it."""
+
+    device_id: int
+    occurred_at: dt.datetime
+    part_serial: str = ""
+    reason: str = ""
+    performed_by: str = ""
+
+
+@transaction.atomic
+def battery_replacements_record(
+    *,
+    replacements: list[Replacement],
+    recorded_by: AbstractBaseUser | None = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """:func:`battery_replace` for many devices at once, each with its own date and part; set-based.
+
+    1. Insert the BatteryEvents in one statement.
+    2. Reset battery age, health and cycles of each device to its newest replacement here, unless a newer
+       battery is already recorded (one UPDATE per distinct date, whatever the number of devices).
+    3. Recompute the devices' compliance (one statement).
+    """
+    if not replacements:
+        return 0
+    created_at = now or timezone.now()
+    BatteryEvent.objects.bulk_create(
+        BatteryEvent(
+            device_id=replacement.device_id,
+            kind=BatteryEventKind.REPLACEMENT,
+            occurred_at=replacement.occurred_at,
+            part_serial=replacement.part_serial[:100],
+            reason=replacement.reason[:255],
+            performed_by=replacement.performed_by[:200],
+            recorded_by=recorded_by,
+            created_at=created_at,
+        )
+        for replacement in replacements
+    )
+    newest: dict[int, dt.date] = {}
+    for replacement in replacements:
+        day = replacement.occurred_at.date()
+        newest[replacement.device_id] = max(day, newest.get(replacement.device_id, day))
+    by_day: dict[dt.date, list[int]] = {}
+    for device_id, day in newest.items():
+        by_day.setdefault(day, []).append(device_id)
+    for day, device_ids in sorted(by_day.items()):
+        Device.objects.filter(pk__in=sorted(device_ids)).filter(
+            Q(battery_installed_on__isnull=True) | Q(battery_installed_on__lte=day)
+        ).update(battery_installed_on=day, battery_health_pct=None, battery_cycle_count=0)
+    devices_recompute(device_ids=list(newest), now=now, reason="battery replaced")
+    return len(replacements)
+
+
+def devices_recompute(*, device_ids: list[int], now: dt.datetime | None = None, reason: str = "") -> None:
+    """``compliance.recompute`` of these devices, in the form PostgreSQL plans well for this many.
+
+    Measured on 200,000 devices: ``id = ANY(array)`` of 5,000 ids takes 0.2 s but of 500 ids 6.5 s (a
+    plan gone wrong for a few hundred rows), while the same ids as a subquery take 0.06 s for 500 and
+    0.5 s for 5,000. Fewer than 1,000 ids go as a subquery, more as the array.
+    """
+    if not device_ids:
+        return
+    if connection.vendor == "postgresql" and len(device_ids) < 1000:
+        subquery = Device.objects.filter(pk__in=RawSQL("SELECT unnest(%s::bigint[])", [sorted(device_ids)]))
+        compliance.recompute(devices=subquery, now=now, reason=reason)
+    else:
+        compliance.recompute(device_ids=device_ids, now=now, reason=reason)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import models, transaction
+from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
@@ -37,6 +36,7 @@ from fleet.services import (
     digest_window_start,
     membership_sync_groups,
 )
+from updates.enqueue import enqueue_on_commit
 
 
 def _devices_link(query: str, label: str) -> str:
@@ -128,7 +128,7 @@ class MembershipAdmin(OrganisationScopedAdmin):
 def _recompute_organisation_after_commit(organisation_id: int, reason: str) -> None:
     from updates.tasks import recompute_organisation
 
-    transaction.on_commit(partial(recompute_organisation.delay, organisation_id, reason))
+    enqueue_on_commit(recompute_organisation, organisation_id, reason, catch_up="the next sweep")
 
 
 @admin.register(CompliancePolicy)

@@ -3,13 +3,15 @@ that pair is refused for ADMIN_LOGIN_LOCKOUT_MINUTES, the right password include
 
 Counted per (username, address) rather than per username alone, so that someone who knows a manager's
 username cannot lock them out from elsewhere. Counts live in Django's cache, shared by every web process
-when CACHE_URL points at Redis.
+when CACHE_URL points at Redis. With the cache unreachable, logins are checked without throttling (and a
+warning logged) rather than refused: an outage of Redis must not lock every manager out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -17,6 +19,8 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.utils.translation import ngettext
+
+from config.cache import CACHE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -70,22 +74,31 @@ def login_failures_forget(*, username: str, address: str) -> None:
     cache.delete(_keys(username=username, address=address)[0])
 
 
+def _unless_cache_down(operation: Callable[..., object], *, username: str, address: str) -> bool:
+    """Runs a throttle operation; with the cache unreachable, logs it and answers "not locked"."""
+    try:
+        return bool(operation(username=username, address=address))
+    except CACHE_UNAVAILABLE as error:
+        logger.warning("admin login throttle skipped, the cache is unreachable: %s", error)
+        return False
+
+
 class ThrottledAdminLoginForm(AdminAuthenticationForm):
     """The admin's login form, refusing a locked (username, address) pair before checking any password."""
 
     def clean(self) -> dict:
         username = self.cleaned_data.get("username") or ""
         address = client_address(self.request)
-        if username and login_is_locked(username=username, address=address):
+        if username and _unless_cache_down(login_is_locked, username=username, address=address):
             raise self._locked_error()
         try:
             cleaned = super().clean()
         except ValidationError as error:
             if username and getattr(error, "code", None) == "invalid_login":
-                if login_failure_record(username=username, address=address):
+                if _unless_cache_down(login_failure_record, username=username, address=address):
                     raise self._locked_error() from error
             raise
-        login_failures_forget(username=username, address=address)
+        _unless_cache_down(login_failures_forget, username=username, address=address)
         return cleaned
 
     def _locked_error(self) -> ValidationError:

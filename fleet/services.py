@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import smtplib
 from collections.abc import Iterable
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +20,7 @@ from django.utils.translation import gettext
 from fleet import alerts
 from fleet.choices import DeliveryStatus, Role
 from fleet.models import AlertSubscription, ApiClient, DigestDelivery, Membership, Organisation
+from updates.enqueue import enqueue_on_commit
 
 
 def api_client_create(
@@ -128,7 +128,7 @@ def _enqueue_sends(delivery_ids: list[int]) -> None:
     from fleet.tasks import send_digest
 
     for delivery_id in delivery_ids:
-        transaction.on_commit(partial(send_digest.delay, delivery_id))
+        enqueue_on_commit(send_digest, delivery_id, catch_up="the dispatcher, after DIGEST_STALE_CLAIM_MINUTES,")
 
 
 @transaction.atomic

@@ -23,10 +23,12 @@ Algorithm of :func:`recompute`:
    builds behind, battery status and waiver flag, and keeps only the rows where one of them differs
    from what is stored.
 2. Those rows are written and one StatusChange per status transition is inserted:
-   on PostgreSQL in the same statement (a data-modifying CTE); the UPDATE only touches a row whose
-   status is still the one read in step 1, so two overlapping recomputes cannot both record the
-   same transition. On SQLite, writers are serialised (``BEGIN IMMEDIATE``), so the rows read in
-   step 1 are written with two batched statements in the same transaction.
+   on PostgreSQL in the same statement (a data-modifying CTE); the UPDATE only touches a row that
+   is still the version read in step 1 (same ``xmin``): a check-in or another recompute that wrote it
+   in between already stored fresher values, so stale ones are never written over them and two
+   overlapping recomputes cannot both record the same transition. On SQLite, writers are serialised
+   (``BEGIN IMMEDIATE``), so the rows read in step 1 are written with two batched statements in the
+   same transaction.
 """
 
 from __future__ import annotations
@@ -204,8 +206,10 @@ def _computed_sql(sql: _Dialect, where: str) -> tuple[str, str]:
         )
     """
     threshold_columns = ", ".join(f"t.{name}" for name in DEFAULT_THRESHOLDS)
+    # The version of the row read (PostgreSQL): the write skips a row someone changed since (see step 2).
+    row_version, carried_version = ("d.xmin AS row_version, ", "y.row_version, ") if sql.postgres else ("", "")
     per_device = f"""
-        SELECT d.id, d.organisation_id, d.model_id, d.current_build_id, d.last_check_in_at,
+        SELECT {row_version}d.id, d.organisation_id, d.model_id, d.current_build_id, d.last_check_in_at,
                d.battery_health_pct, d.battery_installed_on,
                d.compliance_status AS old_status, d.behind_since AS old_behind_since,
                d.latest_build_id AS old_latest_build_id, d.builds_behind AS old_builds_behind,
@@ -226,7 +230,7 @@ def _computed_sql(sql: _Dialect, where: str) -> tuple[str, str]:
     b = BatteryStatus
     battery_old = sql.date_before_today_minus("y.battery_installed_on", "y.battery_max_age_days", inclusive=True)
     computed = f"""
-        SELECT y.id, y.organisation_id, y.old_status, y.old_behind_since, y.old_latest_build_id,
+        SELECT {carried_version}y.id, y.organisation_id, y.old_status, y.old_behind_since, y.old_latest_build_id,
                y.old_builds_behind, y.old_battery_status, y.old_is_waived,
                CASE
                  WHEN y.last_check_in_at IS NULL THEN '{s.UNKNOWN}'
@@ -278,8 +282,14 @@ def _scope(
     model_id: int | None,
     organisation_id: int | None,
     fleet_id: int | None,
+    id_range: tuple[int, int] | None = None,
 ) -> tuple[str, dict]:
     clauses, params = [], {}
+    if id_range is not None:
+        # The sweep's unit of work: two bounds walk the primary key's index, where a list of 100,000 ids
+        # would be a parameter as large as the range it names.
+        clauses.append("d.id BETWEEN %(id_lo)s AND %(id_hi)s")
+        params.update(id_lo=id_range[0], id_hi=id_range[1])
     if devices is not None:
         # Any device queryset (an admin selection of 200,000 rows) as a subquery, not a list of ids.
         sql, subquery_params = devices.order_by().values("pk").query.sql_with_params()
@@ -318,13 +328,22 @@ def recompute(
     model_id: int | None = None,
     organisation_id: int | None = None,
     fleet_id: int | None = None,
+    id_range: tuple[int, int] | None = None,
     now: dt.datetime | None = None,
     reason: str = "",
 ) -> RecomputeResult:
-    """Bring the stored compliance of the devices in scope up to date; all of them when no scope is given."""
+    """Bring the stored compliance of the devices in scope up to date; all of them when no scope is given.
+
+    ``id_range`` is ``(lo, hi)``, both included: the devices whose id lies between them (one range of a sweep).
+    """
     now = now or timezone.now()
     where, scope_params = _scope(
-        devices=devices, device_ids=device_ids, model_id=model_id, organisation_id=organisation_id, fleet_id=fleet_id
+        devices=devices,
+        device_ids=device_ids,
+        model_id=model_id,
+        organisation_id=organisation_id,
+        fleet_id=fleet_id,
+        id_range=id_range,
     )
     params = _params(now, reason=reason[:255], extra=scope_params)
     sql = _Dialect(connection.vendor)
@@ -349,7 +368,7 @@ def _write_postgres(ctes: str, computed: str, params: dict) -> RecomputeResult:
                    battery_status = c.new_battery_status,
                    is_waived = c.new_is_waived
               FROM computed c
-             WHERE d.id = c.id AND d.compliance_status = c.old_status
+             WHERE d.id = c.id AND d.xmin = c.row_version
          RETURNING d.id, d.organisation_id, c.old_status, c.new_status
         ),
         inserted AS (

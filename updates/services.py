@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import defaultdict
-from functools import partial
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -19,13 +18,15 @@ from devices.models import Device
 from fleet.models import Organisation
 from updates import catalogue
 from updates.choices import Channel
+from updates.enqueue import enqueue_on_commit
 from updates.models import BuildPin, DeviceModel, Manufacturer, OSBuild
 
 
 def enqueue_model_recompute(*, model_id: int, reason: str) -> None:
     from updates.tasks import recompute_model
 
-    transaction.on_commit(partial(recompute_model.delay, model_id, reason))
+    # With the broker down the change is committed anyway: the next sweep re-evaluates every device.
+    enqueue_on_commit(recompute_model, model_id, reason, catch_up="the next sweep")
 
 
 @transaction.atomic

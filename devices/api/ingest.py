@@ -11,17 +11,25 @@ from collections.abc import Callable
 from typing import Any
 
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.text import format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from devices.ingest import MAX_BATCH, ItemResult, ItemStatus, Submission, checkins_ingest
+from config.db_router import reads_from_replica
+from devices.ingest import MAX_BATCH, ItemResult, ItemStatus, Submission, collector_paused
 from devices.models import CheckIn, Device
 from devices.reports import (
     CheckInReportSerializer,
@@ -33,8 +41,10 @@ from devices.reports import (
     parse_headwind,
     parse_native,
 )
+from devices.services import checkins_ingest_retrying
 from fleet.api.pagination import FleetPatchCursorPagination
 from fleet.api.permissions import client_has_scope
+from fleet.api.views import ApiViewMixin
 from fleet.choices import Scope
 
 # Android Management API Pub/Sub notifications that carry a Device resource; the others (COMMAND
@@ -126,7 +136,8 @@ def ingest(request: Request, items: list, parse: Callable[[Any], ParsedReport], 
     parsed = [parse(item) for item in items]
     submissions = [Submission(p.identity, p.report) for p in parsed if p.errors is None]
     outcomes = iter(
-        checkins_ingest(
+        # Retried when PostgreSQL aborts the batch to break a deadlock with a concurrent batch or sweep.
+        checkins_ingest_retrying(
             organisation_id=request.auth.organisation_id,
             submissions=submissions,
             can_enrol=client_has_scope(request, Scope.ENROL),
@@ -149,20 +160,74 @@ def ingest(request: Request, items: list, parse: Callable[[Any], ParsedReport], 
     )
 
 
-_INGEST_RESPONSES = {
-    200: OpenApiResponse(
-        BatchResultSerializer,
-        description=_(
-            "A list was sent: one result per report, in order (some may be errors). "
-            "A single report already received answers 200 with its ItemResult."
-        ),
-    ),
-    201: OpenApiResponse(ItemResultSerializer, description=_("A single report, stored.")),
-    400: OpenApiResponse(ItemResultSerializer, description=_("A single report with errors, or an unreadable body.")),
-    413: OpenApiResponse(
-        description=format_lazy(_("A list of more than {limit} reports; nothing was stored."), limit=MAX_BATCH)
-    ),
+class IgnoredNotificationSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ignored"])
+    notification_type = serializers.CharField(help_text=_("The Pub/Sub notification type that carries no Device."))
+
+
+# A 200 is a batch's results, or the result of a single report already received (and, for AMAPI, an
+# acknowledged notification without a Device): the shapes share no required field, so oneOf holds.
+_INGEST_200 = PolymorphicProxySerializer(
+    component_name="IngestResult",
+    serializers=[BatchResultSerializer, ItemResultSerializer],
+    resource_type_field_name=None,
+)
+_AMAPI_200 = PolymorphicProxySerializer(
+    component_name="AmapiIngestResult",
+    serializers=[BatchResultSerializer, ItemResultSerializer, IgnoredNotificationSerializer],
+    resource_type_field_name=None,
+)
+# A 400 is a single report's result with its errors, or a body that could not be read at all: malformed
+# JSON ({"detail": ...}, the Error component every operation's 401 uses) or a body-level field error
+# ({"non_field_errors": [...]}, {"message.data": [...]}).
+_INGEST_400 = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/ItemResult"},
+        {"$ref": "#/components/schemas/Error"},
+        {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+    ]
 }
+
+
+# Every ingestion endpoint takes one report or a list of them (its items answered one by one, so an item
+# that is not an object is an error in the results, not a 400 for the whole list).
+_CHECKIN_REQUEST = PolymorphicProxySerializer(
+    component_name="CheckInReportOrList",
+    serializers=[CheckInReportSerializer, CheckInReportSerializer(many=True)],
+    resource_type_field_name=None,
+    many=False,
+)
+_FOREIGN_REPORT_REQUEST = {
+    "oneOf": [
+        {"type": "object", "additionalProperties": {}},
+        {
+            "type": "array",
+            "items": {"type": "object", "additionalProperties": {}},
+            "minItems": 1,
+            "maxItems": MAX_BATCH,
+        },
+    ]
+}
+
+
+def _ingest_responses(ok: PolymorphicProxySerializer) -> dict:
+    return {
+        200: OpenApiResponse(
+            ok,
+            description=_(
+                "A list was sent: one result per report, in order (some may be errors). "
+                "A single report already received answers 200 with its ItemResult."
+            ),
+        ),
+        201: OpenApiResponse(ItemResultSerializer, description=_("A single report, stored.")),
+        400: OpenApiResponse(_INGEST_400, description=_("A single report with errors, or an unreadable body.")),
+        413: OpenApiResponse(
+            description=format_lazy(_("A list of more than {limit} reports; nothing was stored."), limit=MAX_BATCH)
+        ),
+    }
+
+
+_INGEST_RESPONSES = _ingest_responses(_INGEST_200)
 
 
 # --- Views -----------------------------------------------------------------------------------------
@@ -175,7 +240,7 @@ class CheckInCursorPagination(FleetPatchCursorPagination):
         return super().get_ordering(request, queryset, view)
 
 
-class CheckInsView(GenericAPIView):
+class CheckInsView(ApiViewMixin, GenericAPIView):
     """``POST``: report check-ins (scope ``report``; unknown devices are enrolled with scope ``enrol``).
     ``GET``: one device's check-ins, newest first (scope ``read``)."""
 
@@ -218,13 +283,14 @@ class CheckInsView(GenericAPIView):
         ],
         responses=CheckInSerializer(many=True),
     )
+    @method_decorator(reads_from_replica)
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(
         operation_id="checkins_create",
-        request=CheckInReportSerializer,
+        request=_CHECKIN_REQUEST,
         responses=_INGEST_RESPONSES,
         description=_(
             "One report object, or a JSON list of up to 1,000 of them. Idempotent on "
@@ -251,12 +317,13 @@ class CheckInsView(GenericAPIView):
             )
         ],
     )
+    @collector_paused()
     def post(self, request: Request) -> Response:
         items, is_list = _items(request.data)
         return ingest(request, items, parse_native, single=not is_list)
 
 
-class AmapiIngestView(GenericAPIView):
+class AmapiIngestView(ApiViewMixin, GenericAPIView):
     """Android Management API ``Device`` resources: one, a list, or a Pub/Sub push envelope."""
 
     required_scopes = {"POST": Scope.REPORT}
@@ -264,8 +331,8 @@ class AmapiIngestView(GenericAPIView):
 
     @extend_schema(
         operation_id="ingest_amapi",
-        request=OpenApiTypes.OBJECT,
-        responses=_INGEST_RESPONSES,
+        request={"application/json": _FOREIGN_REPORT_REQUEST},
+        responses=_ingest_responses(_AMAPI_200),
         description=_(
             "An Android Management API Device resource (enterprises.devices), a list of them, or a "
             'Pub/Sub push envelope {"message": {"data": "<base64 Device JSON>", "attributes": {...}, '
@@ -273,6 +340,7 @@ class AmapiIngestView(GenericAPIView):
             "USAGE_LOGS, test) are acknowledged with 200 and ignored."
         ),
     )
+    @collector_paused()
     def post(self, request: Request) -> Response:
         body = request.data
         if is_pubsub_envelope(body):
@@ -288,7 +356,7 @@ class AmapiIngestView(GenericAPIView):
         return ingest(request, items, parse_amapi, single=not is_list)
 
 
-class HeadwindIngestView(GenericAPIView):
+class HeadwindIngestView(ApiViewMixin, GenericAPIView):
     """Headwind MDM device info reports: one or a list."""
 
     required_scopes = {"POST": Scope.REPORT}
@@ -296,7 +364,7 @@ class HeadwindIngestView(GenericAPIView):
 
     @extend_schema(
         operation_id="ingest_headwind",
-        request=OpenApiTypes.OBJECT,
+        request={"application/json": _FOREIGN_REPORT_REQUEST},
         responses=_INGEST_RESPONSES,
         description=_(
             "Headwind MDM's device info (serial, imei, model, androidVersion, batteryLevel, "
@@ -304,6 +372,7 @@ class HeadwindIngestView(GenericAPIView):
             "received). It carries no build number: the device keeps its last known build."
         ),
     )
+    @collector_paused()
     def post(self, request: Request) -> Response:
         items, is_list = _items(request.data)
         received_at = timezone.now()

@@ -9,7 +9,7 @@ import pytest
 import time_machine
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.test import Client
+from django.test import Client, override_settings
 
 from tests.factories import UserFactory
 
@@ -109,3 +109,18 @@ def test_a_lockout_is_logged_without_the_password(manager: AbstractBaseUser, cap
     assert "admin login locked" in caplog.text
     assert "manager-a" in caplog.text
     assert "hunter2-guess" not in caplog.text
+
+
+def test_with_the_cache_unreachable_logins_are_checked_without_throttling(manager, caplog) -> None:
+    # Redis down (nothing listens on port 1): managers can still log in, and a wrong password is still refused.
+    unreachable = override_settings(
+        CACHES={
+            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+        }
+    )
+    caplog.set_level(logging.WARNING, logger="fleet.login_throttle")
+
+    with unreachable:
+        assert not logged_in(attempt(Client(), "wrong password"))
+        assert logged_in(attempt(Client(), PASSWORD))
+    assert "the cache is unreachable" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -113,3 +114,35 @@ def wait_for(predicate, *, timeout: float = 60, interval: float = 0.3) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+@pytest.fixture
+def private_redis(real_services) -> Iterator:
+    """A Redis server of the test's own, which it may stop (never the shared one)."""
+    from tests.integration.services import PrivateRedis
+
+    require_service(shutil.which("redis-server") is not None, "redis-server is not installed")
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            server.stop()
+
+
+@pytest.fixture
+def private_postgres(real_services) -> Iterator:
+    """A PostgreSQL cluster of the test's own (initdb in a temporary directory), which it may stop and restart."""
+    from tests.integration.services import PrivatePostgres
+
+    try:
+        cluster = PrivatePostgres()
+        cluster.init()
+        cluster.start()
+    except (FileNotFoundError, subprocess.CalledProcessError) as error:
+        require_service(False, f"cannot start a private PostgreSQL cluster: {error}")
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
