@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.options import TO_FIELD_VAR
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -25,7 +27,7 @@ from django.utils.translation import gettext
 from fleet.selectors import organisation_ids_for_request
 
 if TYPE_CHECKING:
-    from django.http import HttpRequest
+    from django.http import HttpRequest, HttpResponse
 
 
 def is_superuser(request: HttpRequest) -> bool:
@@ -108,6 +110,36 @@ class OrganisationScopedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return self._may_write(request, obj)
+
+    # --- A row outside the user's organisations does not exist ----------------------------------
+    def _absent_row_response(self, request: HttpRequest, object_id: str) -> HttpResponse | None:
+        """The admin's "does not exist" redirect when ``object_id`` names no row this user may see.
+
+        Django checks the change (on POST) and delete permissions before it looks the row up: where a
+        user may change or delete nothing (records, organisations, a viewer), another organisation's
+        row would be a 403 while every other page says it does not exist. Look it up first.
+        """
+        if TO_FIELD_VAR in request.GET or TO_FIELD_VAR in request.POST:
+            return None  # a lookup by another field: Django validates that field first
+        if self.get_object(request, unquote(object_id)) is not None:
+            return None
+        return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        if object_id is not None and request.method == "POST" and not self.has_change_permission(request):
+            absent = self._absent_row_response(request, object_id)
+            if absent is not None:
+                return absent
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        if not self.has_delete_permission(request):
+            absent = self._absent_row_response(request, object_id)
+            if absent is not None:
+                return absent
+        return super().delete_view(request, object_id, extra_context)
 
     # --- Forms ---------------------------------------------------------------------------------
     def _scoped_admin_for(self, model: type[models.Model]) -> OrganisationScopedAdmin | None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from fleet.models import ApiClient
 from fleet.services import api_client_create
+from tests.isolation.routes import api_routes
 
 
 def test_a_write_is_logged_with_client_id_prefix_method_path_and_status(org_a, http, caplog):
@@ -32,3 +35,31 @@ def test_a_refused_write_is_logged_too_and_reads_are_not(org_a, http, caplog):
     assert "status=403" in lines[0]
     assert lines[1].startswith("client=- prefix=-") and "status=401" in lines[1]
     assert ApiClient.objects.count() == 1
+
+
+def _write_operations() -> list[tuple[str, str]]:
+    return sorted(
+        (route.sample_path(), method) for route in api_routes() for method in route.methods() if method != "GET"
+    )
+
+
+def test_the_api_has_write_operations_to_audit():
+    """The resolver walk below must find the writes, or the test after it would check nothing."""
+    paths = {path for path, _method in _write_operations()}
+    assert {"/api/v1/devices/", "/api/v1/checkins/", "/api/v1/ingest/amapi/", "/api/v1/ingest/headwind/"} <= paths
+
+
+@pytest.mark.parametrize(("path", "method"), _write_operations())
+def test_every_api_write_operation_is_logged_with_its_client(org_a, http, caplog, path, method):
+    """Every write the URL resolver serves (a new endpoint included), whatever its outcome."""
+    client, token = api_client_create(
+        organisation=org_a, name="Audited", scopes=["read", "report", "enrol", "catalogue"]
+    )
+    with caplog.at_level(logging.INFO, logger="fleetpatch.api.audit"):
+        response = getattr(http(token), method.lower())(path, {}, format="json")
+    lines = [r.getMessage() for r in caplog.records if r.name == "fleetpatch.api.audit"]
+    assert lines == [
+        f"client={client.pk} prefix={client.token_prefix} organisation={org_a.pk} "
+        f"method={method} path={path} status={response.status_code}"
+    ]
+    assert token not in lines[0]
