@@ -176,7 +176,7 @@ class RequestMetricsMiddleware:
 
 
 class FleetCollector:
-    """Fleet gauges computed from the database when Prometheus scrapes, in two small GROUP BY queries.
+    """Fleet gauges computed from the database when Prometheus scrapes, in three small queries.
 
     Device counts come from ``DeviceTally`` (a few hundred rows the sweep rewrites), not from a scan of
     the devices table: a scrape costs the same for ten devices and for a million, and is as fresh as the
@@ -226,6 +226,28 @@ class FleetCollector:
         yield devices
         yield batteries
 
+        # The last finished sweep run says when and how long; before the first one (tallies written by an
+        # older version, or by hand), the tallies' own time is still the truest "last sweep".
+        from updates.models import SweepRun
+
+        run = SweepRun.objects.filter(finished_at__isnull=False).order_by("-finished_at").first()
+        if run is not None:
+            last_sweep = run.finished_at
+            yield GaugeMetricFamily(
+                "fleetpatch_sweep_duration_seconds",
+                "How long the last finished compliance sweep took, from its start to its tallies.",
+                value=run.duration.total_seconds(),
+            )
+            yield GaugeMetricFamily(
+                "fleetpatch_last_sweep_devices_updated",
+                "Devices whose stored compliance the last finished sweep changed.",
+                value=run.devices_updated,
+            )
+            yield GaugeMetricFamily(
+                "fleetpatch_last_sweep_failed_ranges",
+                "Id ranges the last finished sweep gave up after their retries (0 when it succeeded).",
+                value=run.ranges_failed,
+            )
         if last_sweep is not None:
             yield GaugeMetricFamily(
                 "fleetpatch_last_sweep_timestamp_seconds",

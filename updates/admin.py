@@ -24,7 +24,7 @@ from fleet.scoping import (
     is_superuser,
 )
 from fleet.selectors import organisation_ids_for_request
-from updates.models import BuildPin, BuildRollout, DeviceModel, Manufacturer, OSBuild
+from updates.models import BuildPin, BuildRollout, DeviceModel, Manufacturer, OSBuild, SweepRange, SweepRun
 from updates.services import build_pin, build_publish, build_revoke, build_unpin, enqueue_model_recompute
 
 
@@ -294,3 +294,68 @@ class BuildRolloutAdmin(RecordsAdmin):
     list_select_related = ("build__model__manufacturer", "organisation")
     list_filter = (("organisation", ScopedRelatedFieldListFilter),)
     ordering = ("organisation_id", "build_id", "days_since_release")
+
+
+class SuperuserRecordsAdmin(admin.ModelAdmin):
+    """Global rows FleetPatch writes itself (the sweeps cover every organisation): superusers only, read-only."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_superuser(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return is_superuser(request)
+
+    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return is_superuser(request)
+
+
+class SweepRangeInline(admin.TabularInline):
+    model = SweepRange
+    fields = ("lo", "hi", "status", "attempts", "devices_updated", "transitions", "finished_at", "last_error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+
+@admin.register(SweepRun)
+class SweepRunAdmin(SuperuserRecordsAdmin):
+    """The compliance sweeps: when, how long, how many ranges, what they changed."""
+
+    list_display = (
+        "started_at",
+        "status",
+        "duration",
+        "ranges_planned",
+        "ranges_done",
+        "ranges_failed",
+        "range_retries",
+        "devices_updated",
+    )
+    list_filter = ("status",)
+    date_hierarchy = "started_at"
+    ordering = ("-started_at",)
+    inlines = [SweepRangeInline]
+
+    @admin.display(description=_("duration"))
+    def duration(self, obj: SweepRun) -> str:
+        return "" if obj.duration is None else f"{obj.duration.total_seconds():.1f} s"
+
+
+@admin.register(SweepRange)
+class SweepRangeAdmin(SuperuserRecordsAdmin):
+    """The id ranges of the sweeps, to find the one that failed."""
+
+    list_display = ("run", "lo", "hi", "status", "attempts", "devices_updated", "finished_at")
+    list_filter = ("status",)
+    list_select_related = ("run",)
+    ordering = ("-run__started_at", "lo")
+    show_full_result_count = False

@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from updates.choices import Channel
+from updates.choices import Channel, SweepRangeStatus, SweepStatus
 
 
 class Manufacturer(models.Model):
@@ -207,3 +207,85 @@ class BuildRollout(models.Model):
 
     def __str__(self) -> str:
         return f"{self.build} +{self.days_since_release}d: {self.installed}/{self.eligible}"
+
+
+class SweepRun(models.Model):
+    """One periodic compliance sweep: its id ranges, their progress, and what it changed in the fleet.
+
+    Global, not an organisation's: one sweep covers every tenant, so only superusers see it in the admin.
+    """
+
+    task_id = models.CharField(
+        _("task id"),
+        max_length=255,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_("The Celery task that started the sweep: a redelivered task resumes its run."),
+    )
+    started_at = models.DateTimeField(_("started at"))
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=SweepStatus.choices, default=SweepStatus.RUNNING)
+    range_size = models.PositiveIntegerField(_("devices per range"))
+    ranges_planned = models.PositiveIntegerField(_("ranges planned"), default=0)
+    ranges_done = models.PositiveIntegerField(_("ranges done"), default=0)
+    ranges_failed = models.PositiveIntegerField(
+        _("ranges failed"), default=0, help_text=_("Ranges given up after their last retry.")
+    )
+    range_retries = models.PositiveIntegerField(
+        _("range retries"), default=0, help_text=_("Failed attempts of a range, each retried alone.")
+    )
+    devices_updated = models.PositiveBigIntegerField(_("devices updated"), default=0)
+    transitions = models.JSONField(_("transitions"), default=dict, blank=True, help_text=_("By the status entered."))
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name = _("sweep run")
+        verbose_name_plural = _("sweep runs")
+        indexes = [
+            # /metrics reads the last finished run at every scrape; retention deletes by start.
+            models.Index(fields=["finished_at"], name="sweeprun_finished_idx"),
+            models.Index(fields=["started_at"], name="sweeprun_started_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M:%S} ({self.get_status_display()})"
+
+    @property
+    def duration(self) -> dt.timedelta | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+    def summary(self) -> dict:
+        """What the sweep task returns and logs."""
+        return {
+            "run": self.pk,
+            "status": self.status,
+            "ranges": self.ranges_planned,
+            "updated": self.devices_updated,
+            "transitions": dict(self.transitions),
+        }
+
+
+class SweepRange(models.Model):
+    """One id range of a sweep, recomputed in one transaction; its row makes a redelivered task a no-op."""
+
+    run = models.ForeignKey(SweepRun, on_delete=models.CASCADE, related_name="ranges", verbose_name=_("sweep run"))
+    lo = models.BigIntegerField(_("first device id"))
+    hi = models.BigIntegerField(_("last device id"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=SweepRangeStatus.choices, default=SweepRangeStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(_("failed attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    devices_updated = models.PositiveIntegerField(_("devices updated"), default=0)
+    transitions = models.JSONField(_("transitions"), default=dict, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "lo"]
+        verbose_name = _("sweep range")
+        verbose_name_plural = _("sweep ranges")
+        constraints = [models.UniqueConstraint(fields=["run", "lo"], name="sweeprange_unique_start")]
+
+    def __str__(self) -> str:
+        return f"{self.lo}-{self.hi}"

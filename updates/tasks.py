@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
-from django.db import DatabaseError, InterfaceError, OperationalError
+from celery import Task, group, shared_task
+from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
-from updates import compliance
+from updates import compliance, sweeps
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +27,62 @@ _RETRY = {
 }
 
 
-@shared_task(name="updates.sweep_compliance", **_RETRY)
-def sweep_compliance() -> dict:
-    """The periodic sweep: statuses that change with the passage of time (grace, patch age, silence, support)."""
-    result = compliance.recompute(reason="sweep")
-    compliance.snapshot_statuses()
-    compliance.tally_devices()
-    logger.info("compliance sweep: %d devices updated, transitions %s", result.updated, dict(result.transitions))
-    return {"updated": result.updated, "transitions": dict(result.transitions)}
+@shared_task(name="updates.sweep_compliance", bind=True, **_RETRY)
+def sweep_compliance(self: Task) -> dict:
+    """The periodic sweep: statuses that change with the passage of time (grace, patch age, silence, support).
+
+    Plans a SweepRun and sends one ``updates.sweep_range`` task per id range, as a group spread over however
+    many workers there are (see updates.sweeps). Delivered again, it resumes the same run.
+    """
+    run = sweeps.sweep_start(task_id=self.request.id, range_size=settings.SWEEP_RANGE_SIZE)
+    ranges = sweeps.pending_ranges(run)
+    if ranges:
+        group(sweep_range.si(run.pk, lo, hi) for lo, hi in ranges).apply_async()
+    else:
+        sweeps.sweep_finish(run_id=run.pk)  # an empty fleet, or every range already done before a redelivery
+    run.refresh_from_db()
+    return run.summary()
+
+
+@shared_task(name="updates.sweep_range", bind=True, acks_late=True, max_retries=_RETRY["max_retries"])
+def sweep_range(self: Task, run_id: int, lo: int, hi: int) -> dict:
+    """One range of a sweep, in one transaction, then an attempt to close the run; a database error retries
+    this range alone, with backoff (a retry of a range already done only attempts the closing again)."""
+    try:
+        result = sweeps.sweep_range_run(run_id=run_id, lo=lo, hi=hi)
+        sweeps.sweep_finish(run_id=run_id)
+    except (OperationalError, InterfaceError, DatabaseError) as error:
+        final = self.request.retries >= self.max_retries
+        _record_range_failure(run_id=run_id, lo=lo, hi=hi, error=error, final=final)
+        if not final:
+            countdown = get_exponential_backoff_interval(
+                factor=_RETRY["retry_backoff"],
+                retries=self.request.retries,
+                maximum=_RETRY["retry_backoff_max"],
+                full_jitter=True,
+            )
+            raise self.retry(exc=error, countdown=countdown) from error
+        raise
+    return {"run": run_id, "lo": lo, "hi": hi, "updated": None if result is None else result.updated}
+
+
+def _record_range_failure(*, run_id: int, lo: int, hi: int, error: BaseException, final: bool) -> None:
+    """Writes the failure on the range (and, if ``final``, closes the run without it). Best effort: with the
+    database down this cannot be written either, and the retry matters more than the record."""
+    # A broken connection cannot record anything: drop it, the next query opens a new one (not when run
+    # eagerly inside an outer transaction, which closing would end).
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+    if final:
+        logger.error("sweep %s range %d-%d given up after its last retry: %s", run_id, lo, hi, error)
+    else:
+        logger.warning("sweep %s range %d-%d failed, retrying it alone: %s", run_id, lo, hi, error)
+    try:
+        sweeps.sweep_range_failed(run_id=run_id, lo=lo, error=error, final=final)
+        if final:
+            sweeps.sweep_finish(run_id=run_id)
+    except (OperationalError, InterfaceError, DatabaseError):
+        logger.exception("sweep %s range %d-%d: its failure could not be recorded", run_id, lo, hi)
 
 
 @shared_task(name="updates.recompute_model", **_RETRY)
