@@ -34,3 +34,17 @@ class CheckInSource(models.TextChoices):
 class BatteryEventKind(models.TextChoices):
     REPLACEMENT = "replacement", _("Replacement")
     READING = "reading", _("Health reading")
+
+
+class ImportKind(models.TextChoices):
+    DEVICES = "devices", _("Devices")
+    BATTERY_REPLACEMENTS = "battery_replacements", _("Battery replacements")
+
+
+class ImportStatus(models.TextChoices):
+    PENDING = "pending", _("Reading the file")
+    PREVIEWED = "previewed", _("Waiting for confirmation")
+    CONFIRMED = "confirmed", _("Confirmed, waiting to be imported")
+    APPLYING = "applying", _("Importing")
+    DONE = "done", _("Imported")
+    FAILED = "failed", _("Unreadable file")

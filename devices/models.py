@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from devices.choices import BatteryEventKind, BatteryStatus, CheckInSource, ComplianceStatus
+from devices.choices import BatteryEventKind, BatteryStatus, CheckInSource, ComplianceStatus, ImportKind, ImportStatus
 from devices.validators import validate_imei, validate_patch_level_not_in_future
 from updates.choices import Channel
 
@@ -411,3 +411,38 @@ class DeviceTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organisation_id}: {self.count}"
+
+
+class ImportJob(models.Model):
+    """An uploaded spreadsheet between its preview and its confirmation, then what importing it did."""
+
+    organisation = models.ForeignKey(
+        "fleet.Organisation", on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation")
+    )
+    kind = models.CharField(_("kind"), max_length=30, choices=ImportKind.choices)
+    status = models.CharField(_("status"), max_length=20, choices=ImportStatus.choices, default=ImportStatus.PENDING)
+    filename = models.CharField(_("file name"), max_length=255)
+    # The file itself until it is imported (bounded by IMPORT_MAX_UPLOAD_BYTES), emptied afterwards: in
+    # the database, not on a disk, so the worker that imports it needs no storage shared with the web.
+    content = models.BinaryField(_("content"), editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("uploaded by"),
+    )
+    created_at = models.DateTimeField(_("uploaded at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("imported at"), null=True, blank=True)
+    summary = models.JSONField(_("summary"), default=dict, blank=True)
+    result_csv = models.TextField(_("result per row (CSV)"), blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("import")
+        verbose_name_plural = _("imports")
+        indexes = [models.Index(fields=["organisation", "created_at"], name="importjob_org_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.get_kind_display()})"
