@@ -15,10 +15,9 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import formats, timezone
@@ -29,9 +28,10 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from devices.admin_imports import import_urls
 from devices.choices import BatteryEventKind
 from devices.dashboard import PATCH_AGE_BUCKETS
-from devices.exports import device_csv_response
+from devices.exports import CHECK_INS, DEVICES, STATUS_CHANGES, ExportAdminMixin
 from devices.models import BatteryEvent, CheckIn, ComplianceSnapshot, Device, DeviceTally, StatusChange, Waiver
 from devices.selectors import battery_health_trend, device_timeline
 from devices.services import (
@@ -259,7 +259,8 @@ class BuildFilter(admin.SimpleListFilter):
 
 
 @admin.register(Device)
-class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
+class DeviceAdmin(ExportAdminMixin, LargeTableMixin, OrganisationScopedAdmin):
+    export_table = DEVICES
     list_display = (
         "serial",
         "organisation",
@@ -294,7 +295,14 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
     search_help_text = _("Exact serial number, IMEI or asset tag; otherwise part of the assignee's name.")
     autocomplete_fields = ("organisation", "fleet", "model")
     readonly_fields = (*_COMPLIANCE_FIELDS, *_REPORTED_FIELDS, *_HISTORY_FIELDS)
-    actions = ("export_csv", "record_battery_replacement", "grant_waiver", "recompute_compliance", "retire")
+    actions = (
+        "export_csv",
+        "export_xlsx",
+        "record_battery_replacement",
+        "grant_waiver",
+        "recompute_compliance",
+        "retire",
+    )
     change_list_template = "admin/devices/device/change_list.html"
     fieldsets = (
         (
@@ -354,15 +362,8 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
             self.admin_site.admin_view(self.timeline_view),
             name="devices_device_timeline",
         )
-        export = path("export.csv", self.admin_site.admin_view(self.export_view), name="devices_device_export")
-        return [export, timeline, *urls]
-
-    def export_view(self, request: HttpRequest) -> StreamingHttpResponse:
-        """The device list as filtered and searched on screen, as CSV (link on the changelist)."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
-        return device_csv_response(changelist.get_queryset(request))
+        # Imports (upload, preview, confirm, result) before the catch-all "<path:object_id>/" URLs.
+        return [*import_urls(self), timeline, *urls]
 
     def _action_form(
         self,
@@ -466,10 +467,6 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description=_("Export selected devices as CSV"))
-    def export_csv(self, request: HttpRequest, queryset: QuerySet[Device]) -> StreamingHttpResponse:
-        return device_csv_response(queryset)
-
     def timeline_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The device's whole history on one page, newest first, ``?before=`` for older pages."""
         device = self.get_object(request, object_id)
@@ -566,7 +563,8 @@ class DeviceAdmin(LargeTableMixin, OrganisationScopedAdmin):
 
 
 @admin.register(CheckIn)
-class CheckInAdmin(LargeTableMixin, ReadOnlyHistoryAdmin):
+class CheckInAdmin(ExportAdminMixin, LargeTableMixin, ReadOnlyHistoryAdmin):
+    export_table = CHECK_INS
     organisation_path = "device__organisation"
     list_display = (
         "reported_at",
@@ -601,7 +599,8 @@ class CheckInAdmin(LargeTableMixin, ReadOnlyHistoryAdmin):
 
 
 @admin.register(StatusChange)
-class StatusChangeAdmin(LargeTableMixin, ReadOnlyHistoryAdmin):
+class StatusChangeAdmin(ExportAdminMixin, LargeTableMixin, ReadOnlyHistoryAdmin):
+    export_table = STATUS_CHANGES
     # Denormalised on the row, so scoping needs no join to the device.
     organisation_path = "organisation"
     list_display = ("changed_at", "device", "organisation", "from_status", "to_status", "reason")

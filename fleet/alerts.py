@@ -27,7 +27,7 @@ from django.core import signing
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext, ngettext
 
 from devices.choices import BatteryStatus, ComplianceStatus
@@ -356,14 +356,16 @@ def digest_summary(digest: Digest) -> str:
     """The essential in a few words, for the subject line: ``312 devices newly behind, 18 critical``."""
     parts: list[str] = []
     for section in digest.sections:
-        values = {"count": section.total, "status": _status_word(section.status, section.total)}
+        # The count as the language writes it: 1,234 in English, 1 234 in French.
+        count = formats.number_format(section.total, use_l10n=True, force_grouping=True)
+        values = {"count": count, "status": _status_word(section.status, section.total)}
         if not parts:
             parts.append(
-                ngettext("%(count)d device newly %(status)s", "%(count)d devices newly %(status)s", section.total)
+                ngettext("%(count)s device newly %(status)s", "%(count)s devices newly %(status)s", section.total)
                 % values
             )
         else:
-            parts.append(gettext("%(count)d %(status)s") % values)
+            parts.append(gettext("%(count)s %(status)s") % values)
     if not parts:
         return gettext("nothing new")
     return ", ".join(parts)
