@@ -12,6 +12,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -42,6 +43,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # intcomma: counts with the locale's thousands separator (12,345 / 12 345) in the dashboard and digests.
+    "django.contrib.humanize",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -58,6 +61,8 @@ MIDDLEWARE = [
     "config.health.ProbeMiddleware",
     "config.logging.RequestIdMiddleware",
     "config.health.RequestMetricsMiddleware",
+    # Before anything reads the database: resets the replica router's per-request state (config.db_router).
+    "config.db_router.ReplicaPinningMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -67,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees the view's exception first: a database outage is a 503 page, not a 500 (config.middleware).
+    "config.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -108,13 +115,34 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # An unreachable database host fails a request in seconds (a 503) instead of hanging a web worker for the
+    # TCP timeout; DATABASE_URL may set its own (?connect_timeout=N).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+
+# An optional streaming replica (PostgreSQL): the dashboard, exports and API lists read from it; the rest, and
+# whatever a client just wrote, from the primary (config.db_router).
+if env.str("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = env.db_url("DATABASE_REPLICA_URL")
+    DATABASES["replica"]["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE", 0)
+    DATABASES["replica"]["CONN_HEALTH_CHECKS"] = True
+    # The test runner must not create or flush it: it mirrors the primary, as a real replica would.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+# Seconds a client that wrote keeps reading from the primary: longer than the replica's usual lag.
+REPLICA_PIN_SECONDS = env.int("REPLICA_PIN_SECONDS", default=10)
+# Behind PgBouncer in transaction pooling mode, a server-side cursor (QuerySet.iterator()) would outlive the
+# pooled connection's transaction. Django already disables psycopg's prepared statements.
+for _database in DATABASES.values():
+    if _database["ENGINE"] == "django.db.backends.postgresql":
+        _database["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DISABLE_SERVER_SIDE_CURSORS", default=False)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------
-# The admin login throttle counts failures here. The default lives in one process's memory; with several
-# web processes set CACHE_URL to a shared cache (redis://host:6379/1) or the count is per process.
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# API throttling, the admin login throttle and the replica pins live here, so no web process keeps state of
+# its own. The default, files under VAR_DIR, is shared by the processes of one machine; with several machines
+# set CACHE_URL to Redis (redis://host:6379/1), as docker-compose.yml does.
+CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{(VAR_DIR / 'cache').as_posix()}")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -188,15 +216,39 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # A named queue rather than Celery's implicit "celery", so production workers say what they consume
 # (`celery worker -Q default`, docker-compose.yml); a worker started without -Q consumes it too.
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Queues by kind, so a digest never waits behind a sweep: run one worker per queue (docker-compose.yml) or one
+# worker for all (`make run`; a worker started without -Q consumes every queue declared here).
+CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "ingest", "sweep", "alerts")]
+CELERY_TASK_ROUTES = {
+    # Reactions to data coming in: a catalogue or policy change re-evaluates the devices it concerns.
+    "updates.recompute_model": {"queue": "ingest"},
+    "updates.recompute_organisation": {"queue": "ingest"},
+    # Periodic work over the whole fleet.
+    "updates.sweep_*": {"queue": "sweep"},
+    "updates.refresh_rollouts": {"queue": "sweep"},
+    "devices.prune_check_ins": {"queue": "sweep"},
+    "devices.ensure_check_in_partitions": {"queue": "sweep"},
+    "devices.*_import": {"queue": "ingest"},
+    # Mail.
+    "fleet.*": {"queue": "alerts"},
+}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+# Task modules that are not an app's ``tasks.py`` (autodiscovery finds only those).
+CELERY_IMPORTS = ("devices.imports.tasks",)
+# Device ids per range of the fanned-out sweep (updates.sweeps): each range is one task and one transaction.
+SWEEP_RANGE_SIZE = env.int("SWEEP_RANGE_SIZE", default=100_000)
+if SWEEP_RANGE_SIZE < 1:
+    raise ImproperlyConfigured(f"SWEEP_RANGE_SIZE must be a positive number of devices, not {SWEEP_RANGE_SIZE}.")
 
 
 # --- REST framework -------------------------------------------------------------------------
 # DRF's JSON parser reads the body stream itself, out of reach of DATA_UPLOAD_MAX_MEMORY_SIZE: the API's
 # own parser (fleet.api.errors.BoundedJSONParser) stops at this many bytes and answers 413.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+# Largest spreadsheet the admin's device and battery imports accept (kept in the database until imported).
+IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "fleet.api.views.FleetPatchAutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["fleet.api.authentication.BearerTokenAuthentication"],

@@ -16,3 +16,6 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 # broker a developer's `make run` worker would then consume. Integration tests start real workers
 # with their own environment.
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
+# The default cache is files under var/ (shared by the processes of `make run`): tests keep theirs in memory,
+# so they neither read nor clear a developer's running instance's throttles.
+os.environ.setdefault("CACHE_URL", "locmemcache://")

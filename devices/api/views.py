@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from django.db.models import Count, QuerySet
 from django.http import Http404
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -16,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.db_router import reads_from_replica
 from devices import services
 from devices.api.filters import BatteryEventFilterSet, DeviceFilterSet
 from devices.api.serializers import (
@@ -167,6 +169,7 @@ class ComplianceSummaryView(ApiViewMixin, APIView):
     """Counts of the organisation's active (not retired) devices, for the organisation and per fleet."""
 
     @extend_schema(responses={200: ComplianceSummarySerializer})
+    @method_decorator(reads_from_replica)
     def get(self, request: Request) -> Response:
         # One GROUP BY for every count, one query for the fleets' names (fleets without devices included).
         rows = (
@@ -191,9 +194,17 @@ class TimeToPatchView(ApiViewMixin, APIView):
     """Per build of one model: how many of the organisation's devices installed it, and how fast."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("model", str, required=True, description=_("Device model: id or slug."))],
+        parameters=[
+            OpenApiParameter(
+                "model",
+                {"type": "string", "minLength": 1},
+                required=True,
+                description=_("Device model: id or slug."),
+            )
+        ],
         responses={200: TimeToPatchSerializer(many=True)},
     )
+    @method_decorator(reads_from_replica)
     def get(self, request: Request) -> Response:
         query = TimeToPatchQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)

@@ -56,3 +56,27 @@ def test_deploy_check_still_flags_debug_so_the_check_can_fail(tmp_path: Path) ->
 
     assert result.returncode != 0
     assert "security.W018" in result.stdout + result.stderr
+
+
+def test_deploy_check_refuses_a_cache_kept_inside_each_process(tmp_path: Path) -> None:
+    # Throttles and replica pins in process memory would count per web process (issue #9).
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "fleetpatch.example.org",
+        "CACHE_URL": "locmemcache://",
+        "VAR_DIR": str(tmp_path / "var"),
+    }
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "fleet.W001" in result.stdout + result.stderr

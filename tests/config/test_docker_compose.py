@@ -14,7 +14,8 @@ import yaml
 from tests.conftest import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = {"migrate", "web", "worker", "beat"}
+APP_SERVICES = {"migrate", "web", "worker", "worker-sweep", "worker-alerts", "beat"}
+WORKERS = {"worker": "default,ingest", "worker-sweep": "sweep", "worker-alerts": "alerts"}
 ENVIRONMENT = {
     "SECRET_KEY": "compose-test-secret-key-compose-test-secret-key-0123456789",
     "POSTGRES_PASSWORD": "compose-test-password",
@@ -70,13 +71,14 @@ def test_every_fleetpatch_process_uses_the_same_database_broker_and_secret(compo
     assert web["SECRET_KEY"] == ENVIRONMENT["SECRET_KEY"]
 
 
-def test_processes_run_gunicorn_a_default_queue_worker_and_one_database_beat(compose: dict) -> None:
+def test_processes_run_gunicorn_workers_per_queue_and_one_database_beat(compose: dict) -> None:
     services = compose["services"]
 
     assert services["web"]["command"][:2] == ["gunicorn", "config.wsgi"]
-    worker = services["worker"]["command"]
-    assert worker[:4] == ["celery", "-A", "config", "worker"]
-    assert worker[worker.index("--queues") + 1] == "default"
+    for name, queues in WORKERS.items():
+        worker = services[name]["command"]
+        assert worker[:4] == ["celery", "-A", "config", "worker"]
+        assert worker[worker.index("--queues") + 1] == queues
     beat = services["beat"]["command"]
     assert beat[:4] == ["celery", "-A", "config", "beat"]
     assert beat[beat.index("--scheduler") + 1] == "django_celery_beat.schedulers:DatabaseScheduler"
@@ -90,7 +92,7 @@ def test_application_services_start_after_healthy_services_and_applied_migration
 
     assert "healthcheck" in services["postgres"] and "healthcheck" in services["redis"]
     assert services["postgres"]["volumes"], "the database needs a volume"
-    for name in ("web", "worker", "beat"):
+    for name in ("web", *WORKERS, "beat"):
         depends_on = services[name]["depends_on"]
         assert depends_on["migrate"]["condition"] == "service_completed_successfully"
         assert depends_on["postgres"]["condition"] == "service_healthy"
@@ -104,3 +106,41 @@ def test_compose_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_web_and_workers_scale_out_while_beat_stays_single(compose: dict) -> None:
+    services = compose["services"]
+
+    assert services["web"]["deploy"]["replicas"] >= 2
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    assert services["worker-sweep"]["deploy"]["replicas"] >= 2
+    assert "deploy" not in services["beat"], "one beat for the whole deployment, or schedules fire twice"
+    # Every queue the application routes tasks to has a worker consuming it.
+    from django.conf import settings
+
+    consumed = {queue for queues in WORKERS.values() for queue in queues.split(",")}
+    assert {queue.name for queue in settings.CELERY_TASK_QUEUES} == consumed
+
+
+def test_every_task_is_routed_to_a_queue_by_its_kind() -> None:
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    route = app.amqp.router.route
+    expected = {
+        "fleet.dispatch_digests": "alerts",
+        "fleet.send_digest": "alerts",
+        "updates.sweep_compliance": "sweep",
+        "updates.sweep_range": "sweep",
+        "updates.refresh_rollouts": "sweep",
+        "devices.prune_check_ins": "sweep",
+        "devices.ensure_check_in_partitions": "sweep",
+        "updates.recompute_model": "ingest",
+        "updates.recompute_organisation": "ingest",
+        "devices.preview_import": "ingest",
+        "devices.apply_import": "ingest",
+    }
+    ours = {name for name in app.tasks if name.split(".")[0] in {"fleet", "updates", "devices"}}
+    assert ours == set(expected), "decide which queue a new task belongs to (CELERY_TASK_ROUTES) and add it here"
+    for name, queue in expected.items():
+        assert route({}, name)["queue"].name == queue, name

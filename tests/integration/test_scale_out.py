@@ -1,0 +1,275 @@
+"""Scale out (issue #9): reads off a replica, and no state kept in a web process.
+
+Real processes on real services: gunicorn servers started against the test database (PostgreSQL), a second
+PostgreSQL database standing in for a streaming replica, Redis for the shared cache.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connection
+
+from fleet.choices import DeliveryStatus
+from fleet.services import api_client_create
+from tests.factories import DeviceFactory, OrganisationFactory
+from tests.integration.conftest import ROOT, flush_redis, wait_for
+from tests.integration.test_digests_smtp import dispatch_through_the_broker, due_subscription, smtp_sink  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(port: int, method: str, path: str, *, token: str, body: object = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        conn.request(method, path, body=payload, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], log: Path) -> Iterator[int]:
+    """A gunicorn serving FleetPatch with production settings on a free loopback port; yields the port."""
+    port = free_port()
+    env = {
+        **env,
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        print(log.read_text()[-3000:])  # shown by pytest when the test failed
+
+
+def _database_url(name: str) -> str:
+    settings = connection.settings_dict
+    host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or 5432
+    return f"postgres://{settings['USER'] or 'postgres'}@{host}:{port}/{name}"
+
+
+@pytest.fixture
+def replica(real_services) -> Iterator[Callable[[], None]]:
+    """A second real database standing in for a streaming replica: created with the test database's schema, and
+    brought up to date only when the test calls ``catch_up()``; it lags behind every write made after that."""
+    primary = connection.settings_dict["NAME"]
+    name = f"{primary}_replica"
+    admin_url = _database_url("postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    # The primary's schema, as a replica has it (not CREATE DATABASE ... TEMPLATE, which fails while any other
+    # session, a server left by an earlier test, is connected to the test database).
+    schema = subprocess.run(
+        ["pg_dump", "--schema-only", "--no-owner", _database_url(primary)],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    subprocess.run(
+        ["psql", "--quiet", "--set", "ON_ERROR_STOP=1", _database_url(name)],
+        input=schema,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+
+    def catch_up() -> None:
+        """Replays the primary's tables onto the replica (what streaming replication does continuously)."""
+        with psycopg.connect(_database_url(primary)) as source, psycopg.connect(_database_url(name)) as target:
+            tables = [
+                row[0]
+                # Plain tables and partitions (relkind 'r'), not the partitioned parents, which hold no rows.
+                for row in source.execute(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'django_migrations'"
+                )
+            ]
+            # As a replica applies the primary's WAL: no foreign-key triggers firing on the way.
+            target.execute("SET session_replication_role = replica")
+            target.execute("TRUNCATE " + ", ".join(f'"{table}"' for table in tables) + " CASCADE")
+            for table in tables:
+                with source.cursor().copy(f'COPY "{table}" TO STDOUT (FORMAT BINARY)') as out:
+                    with target.cursor().copy(f'COPY "{table}" FROM STDIN (FORMAT BINARY)') as into:
+                        for block in out:
+                            into.write(block)
+
+    yield catch_up
+    connection.close()
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_lists_read_from_the_replica_and_a_client_that_wrote_reads_its_writes(real_services, replica, tmp_path):
+    organisation = OrganisationFactory()
+    _, token = api_client_create(organisation=organisation, name="MDM", scopes=["read", "report", "enrol"])
+    replicated = DeviceFactory(organisation=organisation, serial="REPLICATED")
+    replica()  # the replica has caught up: it holds the client and the first device
+    DeviceFactory(organisation=organisation, serial="NOT-YET-REPLICATED")
+    env = {**real_services, "DATABASE_REPLICA_URL": _database_url(f"{connection.settings_dict['NAME']}_replica")}
+
+    with gunicorn(env, tmp_path / "gunicorn.log") as port:
+        status, page = request(port, "GET", "/api/v1/devices/", token=token)
+        assert status == 200, page
+        assert [d["serial"] for d in page["results"]] == ["REPLICATED"]  # served by the replica
+
+        # A lookup is not a list: the primary answers, and knows the device the replica has not received yet.
+        status, device = request(port, "GET", "/api/v1/devices/by-serial/NOT-YET-REPLICATED/", token=token)
+        assert status == 200, device
+
+        # The client writes: it is pinned to the primary and sees what it wrote in its next list.
+        status, created = request(port, "POST", "/api/v1/devices/", token=token, body={"serial": "JUST-ENROLLED"})
+        assert status == 201, created
+        status, page = request(port, "GET", "/api/v1/devices/?ordering=serial", token=token)
+        assert status == 200, page
+        assert [d["serial"] for d in page["results"]] == ["JUST-ENROLLED", "NOT-YET-REPLICATED", "REPLICATED"]
+
+        # Another client of the same organisation did not write: it still reads the (lagging) replica.
+        _, other_token = api_client_create(organisation=organisation, name="Dashboard", scopes=["read"])
+        replica()  # ...once the replica knows that client, the devices as they are now included
+        DeviceFactory(organisation=organisation, serial="AFTER-CATCH-UP")
+        status, page = request(port, "GET", "/api/v1/devices/?ordering=serial", token=other_token)
+        assert status == 200, page
+        serials = [d["serial"] for d in page["results"]]
+        assert "AFTER-CATCH-UP" not in serials and "JUST-ENROLLED" in serials
+        assert replicated.serial in serials
+
+    # Nothing was ever written to the replica: it holds no device the primary does not.
+    connection.close()
+    with psycopg.connect(env["DATABASE_REPLICA_URL"]) as copy:
+        (count,) = copy.execute("SELECT count(*) FROM devices_device").fetchone()
+    assert count == 3
+
+
+def test_api_throttling_is_shared_between_two_web_processes_through_redis(real_services, tmp_path):
+    cache_url = real_services["CELERY_BROKER_URL"].rsplit("/", 1)[0] + "/13"
+    flush_redis(cache_url)
+    organisation = OrganisationFactory()
+    _, token = api_client_create(organisation=organisation, name="MDM", scopes=["read"])
+    env = {**real_services, "CACHE_URL": cache_url, "API_THROTTLE_RATE": "4/minute"}
+
+    with gunicorn(env, tmp_path / "one.log") as one, gunicorn(env, tmp_path / "two.log") as two:
+        statuses = [request(port, "GET", "/api/v1/fleets/", token=token)[0] for port in (one, two, one, two)]
+        assert statuses == [200, 200, 200, 200]
+        # Each process has served two requests only: a per-process count would let both through.
+        assert request(one, "GET", "/api/v1/fleets/", token=token)[0] == 429
+        assert request(two, "GET", "/api/v1/fleets/", token=token)[0] == 429
+    flush_redis(cache_url)
+
+
+@contextmanager
+def celery_worker(env: dict[str, str], log: Path, *, queues: str) -> Iterator[subprocess.Popen]:
+    """A real Celery worker consuming only ``queues``."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "solo",
+                "--queues",
+                queues,
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+                "--hostname",
+                f"queues-{os.getpid()}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_for(lambda: b"ready." in log.read_bytes() or process.poll() is not None, timeout=60)
+        assert process.poll() is None, log.read_text()[-3000:]
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        print(log.read_text()[-3000:])
+
+
+def test_digests_do_not_wait_behind_a_sweep_they_have_a_queue_of_their_own(
+    smtp_sink,  # noqa: F811 - the fixture imported above
+    real_services,
+    tmp_path,
+):
+    subscription = due_subscription("queued", "Queued Org", "ops@queued.example")
+    # A sweep is waiting in its queue, ahead of the digests, with no sweep worker to take it.
+    subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "config", "call", "updates.sweep_compliance"],
+        cwd=ROOT,
+        env=real_services,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    dispatch_through_the_broker(real_services)
+
+    with celery_worker(real_services, tmp_path / "alerts.log", queues="alerts"):
+        assert wait_for(lambda: subscription.deliveries.filter(status=DeliveryStatus.SENT).exists()), list(
+            subscription.deliveries.values("status", "error")
+        )
+    assert len(smtp_sink.messages) == 1
+    log = (tmp_path / "alerts.log").read_text()
+    assert "Task fleet.send_digest[" in log and "Task updates.sweep_compliance[" not in log
+
+    import redis
+
+    broker = redis.Redis.from_url(real_services["CELERY_BROKER_URL"])
+    assert broker.llen("sweep") == 1  # still there for a sweep worker
