@@ -12,6 +12,10 @@ from devices.models import BatteryEvent, CheckIn, Device, StatusChange, Waiver
 
 TIMELINE_PAGE = 50
 BATTERY_TREND_POINTS = 30
+# The check-ins of a timeline page are first looked for in this window before the page's cursor: a bound on
+# reported_at, known when the query is planned, lets PostgreSQL read only those months' partitions. A device
+# reporting daily fills a page from it; a quieter one costs one more query, over what lies before the window.
+RECENT_CHECK_INS = dt.timedelta(days=92)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +38,8 @@ def device_timeline(*, device: Device, before: dt.datetime | None = None, limit:
     Each source is read newest-first from its (device, time) index, at most ``limit + 1`` rows
     older than ``before``; the merge keeps ``limit`` events and every event sharing the last one's
     instant, so the next page (``before`` = that instant) neither repeats nor skips any.
-    Four indexed queries whatever the length of the history.
+    Four indexed queries whatever the length of the history (five when the device reported fewer check-ins
+    than a page in the ``RECENT_CHECK_INS`` before the cursor or its last check-in).
     """
 
     def window(queryset: QuerySet, field: str, size: int = limit + 1) -> QuerySet:
@@ -44,7 +49,9 @@ def device_timeline(*, device: Device, before: dt.datetime | None = None, limit:
 
     events: list[TimelineEvent] = []
     # One extra check-in: the build before the oldest one shown tells whether that one was a change.
-    fetched = list(window(CheckIn.objects.filter(device=device), "reported_at", limit + 2))
+    fetched = newest_check_ins(
+        CheckIn.objects.filter(device=device), before=before, newest=device.last_check_in_at, size=limit + 2
+    )
     for index, newer in enumerate(fetched[: limit + 1]):
         previous = fetched[index + 1] if index + 1 < len(fetched) else None
         events.append(
@@ -121,6 +128,30 @@ def device_timeline(*, device: Device, before: dt.datetime | None = None, limit:
     cut = events[limit - 1].at
     page = [e for e in events if e.at >= cut]
     return TimelinePage(events=page, older_than=cut)
+
+
+def newest_check_ins(
+    check_ins: QuerySet[CheckIn], *, before: dt.datetime | None, newest: dt.datetime | None, size: int
+) -> list[CheckIn]:
+    """The ``size`` newest of ``check_ins`` reported before ``before`` (or ever), newest first.
+
+    Two bounded reads instead of one open-ended one, so that on PostgreSQL each touches only the monthly
+    partitions of its range: the ``RECENT_CHECK_INS`` before the cursor, then, only when that did not fill
+    ``size``, everything older (newest first, stopping at ``size``). Without a cursor the window ends at
+    ``newest`` (the device's last check-in); a device that never reported is read in one open query.
+    """
+    anchor = before or newest
+    if anchor is None:
+        return list(check_ins.order_by("-reported_at", "-id")[:size])
+    recent_from = anchor - RECENT_CHECK_INS
+    recent = check_ins.filter(reported_at__gte=recent_from)
+    if before is not None:
+        recent = recent.filter(reported_at__lt=before)
+    rows = list(recent.order_by("-reported_at", "-id")[:size])
+    if len(rows) < size:
+        older = check_ins.filter(reported_at__lt=recent_from).order_by("-reported_at", "-id")
+        rows.extend(older[: size - len(rows)])
+    return rows
 
 
 def battery_health_trend(*, device: Device, points: int = BATTERY_TREND_POINTS) -> list[tuple[dt.datetime, int]]:

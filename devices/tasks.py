@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
-from devices import services
+from devices import partitions, services
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 def prune_check_ins() -> dict:
     """The daily retention job: check-ins older than CHECKIN_RETENTION_DAYS go, build transitions stay.
 
+    On PostgreSQL whole expired months are dropped as partitions (see ``services.check_ins_prune``).
+
     Safe to run twice or to resume after a crash: every batch committed is final, and a second run
     finds only what the first did not reach. CHECKIN_RETENTION_DAYS=0 keeps everything.
     """
@@ -38,3 +40,23 @@ def prune_check_ins() -> dict:
     deleted = services.check_ins_prune(older_than=older_than, batch_size=settings.CHECKIN_PRUNE_BATCH_SIZE)
     logger.info("check-in retention: %d check-ins reported before %s deleted", deleted, older_than.isoformat())
     return {"deleted": deleted, "older_than": older_than.isoformat()}
+
+
+@shared_task(
+    name="devices.ensure_check_in_partitions",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError, DatabaseError),
+    retry_backoff=60,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=5,
+)
+def ensure_check_in_partitions() -> dict:
+    """The daily job keeping the check-in history's monthly partitions ahead of the calendar (PostgreSQL).
+
+    Creates only the months missing, from the retention cutoff's to ``partitions.MONTHS_AHEAD`` ahead:
+    running it twice, or on SQLite, creates nothing.
+    """
+    created = partitions.ensure_ahead()
+    logger.info("check-in partitions: %d created (%s)", len(created), ", ".join(created) or "none missing")
+    return {"created": created}

@@ -8,7 +8,7 @@ import statistics
 from collections import defaultdict
 
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 
 from devices.models import CheckIn, Device
 from fleet.models import CompliancePolicy
@@ -35,15 +35,28 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * (position - lower)
 
 
+# Reports of a build this long before its release still count (day 0: beta testers, staged rollouts). The
+# bound lets PostgreSQL read only the check-in partitions from then on; a device that reported a build only
+# earlier than this before its release is not counted.
+PRE_RELEASE_REPORTS = dt.timedelta(days=365)
+
+
 def time_to_patch(*, build_ids: list[int], organisation_id: int | None = None) -> dict[int, TimeToPatch]:
     """For each build: the devices whose check-ins show it, and the delay from its release to each
-    device's first report of it. On PostgreSQL the percentiles are computed in the database."""
+    device's first report of it. On PostgreSQL the percentiles are computed in the database.
+
+    The check-ins read start ``PRE_RELEASE_REPORTS`` before the oldest build's release, a value passed to
+    the query (not a subquery) so the planner prunes the check-in partitions of earlier months.
+    """
     if not build_ids:
         return {}
+    oldest_release = OSBuild.objects.filter(pk__in=build_ids).aggregate(oldest=Min("released_at"))["oldest"]
+    if oldest_release is None:
+        return {build_id: TimeToPatch(build_id, 0, None, None) for build_id in build_ids}
     checkin = CheckIn._meta.db_table
     build = OSBuild._meta.db_table
     device = Device._meta.db_table
-    params: list = list(build_ids)
+    params: list = [*build_ids, oldest_release - PRE_RELEASE_REPORTS]
     placeholders = ", ".join(["%s"] * len(build_ids))
     org_filter = ""
     if organisation_id is not None:
@@ -56,7 +69,7 @@ def time_to_patch(*, build_ids: list[int], organisation_id: int | None = None) -
     first_seen_sql = f"""
         SELECT c.build_id, c.device_id, MIN(c.reported_at) AS first_seen
           FROM {checkin} c
-         WHERE c.build_id IN ({placeholders}){org_filter}
+         WHERE c.build_id IN ({placeholders}) AND c.reported_at >= %s{org_filter}
          GROUP BY c.build_id, c.device_id
     """
     # A device that reported the build before its official release (a beta tester) counts as day 0.
