@@ -506,6 +506,10 @@ def tally_devices(*, organisation_id: int | None = None, now: dt.datetime | None
         scope = " AND d.organisation_id = %(organisation_id)s"
         delete_scope = " WHERE organisation_id = %(organisation_id)s"
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Two rewrites at once (two sweeps finishing together) would each delete only the rows they could
+            # see and both insert: one rewrite at a time; readers are not blocked (SQLite: IMMEDIATE already).
+            cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
         cursor.execute(f"DELETE FROM {table}{delete_scope}", params if delete_scope else None)
         cursor.execute(
             f"""INSERT INTO {table} (organisation_id, model_id, compliance_status, battery_status, patch_bucket,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import pytest
 import time_machine
@@ -409,3 +410,54 @@ def test_recompute_takes_any_device_queryset_as_its_scope(build):
     result = compliance.recompute(devices=Device.objects.filter(asset_tag="PICK", last_check_in_at__lte=NOW), now=NOW)
     assert result.updated == 1
     assert (refreshed(chosen).compliance_status, refreshed(other).compliance_status) == ("up_to_date", "unknown")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_tally_rewrites_at_once_leave_one_set_of_tallies(model, build):
+    """The second rewrite waits for the first to commit, then replaces its rows instead of adding to them."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers by design (BEGIN IMMEDIATE); the race exists on PostgreSQL only")
+    from devices.models import DeviceTally
+
+    _fleet_of(50, build)
+    compliance.tally_devices(now=NOW)
+    first_done, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                compliance.tally_devices(now=NOW)
+                first_done.set()
+                release.wait(timeout=30)
+        except BaseException as error:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    def second() -> None:
+        try:
+            first_done.wait(timeout=30)
+            with transaction.atomic():
+                compliance.tally_devices(now=NOW)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    # Let the first commit only once the second is blocked behind it.
+    with connection.cursor() as cursor:
+        for _ in range(300):
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors
+    assert sum(DeviceTally.objects.values_list("count", flat=True)) == 50
