@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from django.db import connection
 
 from tests.conftest import require_service
+from tests.integration.services import start_celery_worker, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -66,44 +66,14 @@ def real_services(transactional_db) -> dict[str, str]:
 def celery_worker_process(real_services, tmp_path) -> Iterator[subprocess.Popen]:
     """A real `celery worker` process, stopped (and its log shown on failure) after the test."""
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--without-mingle",
-                "--without-gossip",
-                "--without-heartbeat",
-                "--hostname",
-                f"test-{os.getpid()}@%h",
-            ],
-            cwd=ROOT,
-            env=real_services,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while b"ready." not in log_path.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the Celery worker did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    try:
+        process = start_celery_worker(real_services, log_path=log_path, name="test")
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    try:
+        yield process
+    finally:
+        stop_process(process)
     print(log_path.read_text()[-5000:])  # shown by pytest when the test failed
 
 

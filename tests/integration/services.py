@@ -193,8 +193,8 @@ def start_gunicorn(env: dict[str, str], *, workers: int, log_path: Path) -> tupl
         "SECURE_SSL_REDIRECT": "false",
         "SESSION_COOKIE_SECURE": "false",
         "CSRF_COOKIE_SECURE": "false",
-        # The tests measure behaviour under load, not the per-client throttle.
-        "API_THROTTLE_RATE": "1000000/minute",
+        # The tests measure behaviour under load, not the per-client throttle (unless they set a rate).
+        "API_THROTTLE_RATE": env.get("API_THROTTLE_RATE", "1000000/minute"),
         "LOG_LEVEL": "WARNING",
     }
     with log_path.open("ab") as log:
@@ -262,8 +262,11 @@ def gunicorn(env: dict[str, str], *, workers: int, log_path: Path) -> Iterator[i
 
 
 # --- Celery worker --------------------------------------------------------------------------------
-def start_celery_worker(env: dict[str, str], *, log_path: Path, name: str) -> subprocess.Popen:
-    """A real ``celery worker`` (solo pool: the process that runs the task is the one a test may kill)."""
+def start_celery_worker(
+    env: dict[str, str], *, log_path: Path, name: str, queues: str | None = None
+) -> subprocess.Popen:
+    """A real ``celery worker`` (solo pool: the process that runs the task is the one a test may kill),
+    consuming ``queues`` (comma-separated) or, by default, every queue the settings declare."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [
@@ -282,6 +285,7 @@ def start_celery_worker(env: dict[str, str], *, log_path: Path, name: str) -> su
                 "--without-heartbeat",
                 "--hostname",
                 f"{name}-{os.getpid()}@%h",
+                *(["--queues", queues] if queues else []),
             ],
             cwd=ROOT,
             env=env,

@@ -22,7 +22,8 @@ from fleet.services import api_client_create
 from tests.conftest import require_service
 from tests.factories import DeviceFactory, DeviceModelFactory, OrganisationFactory, OSBuildFactory
 from tests.integration.conftest import ROOT
-from tests.integration.test_scale_out import free_port, gunicorn, request
+from tests.integration.services import free_port, gunicorn
+from tests.integration.test_scale_out import api
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -96,13 +97,13 @@ def test_fleetpatch_works_behind_pgbouncer_in_transaction_pooling_mode(real_serv
         for device in devices
     ]
 
-    with gunicorn(env, tmp_path / "gunicorn.log") as port:
-        status, body = request(port, "POST", "/api/v1/checkins/", token=token, body=reports)
+    with gunicorn(env, workers=2, log_path=tmp_path / "gunicorn.log") as port:
+        status, body = api(port, "POST", "/api/v1/checkins/", token=token, body=reports)
         assert status == 200, body
         assert {item["status"] for item in body["results"]} == {"created"}, body
-        status, page = request(port, "GET", "/api/v1/devices/?page_size=20", token=token)
+        status, page = api(port, "GET", "/api/v1/devices/?page_size=20", token=token)
         assert status == 200 and len(page["results"]) == 20, page
-        status, summary = request(port, "GET", "/api/v1/compliance/summary/", token=token)
+        status, summary = api(port, "GET", "/api/v1/compliance/summary/", token=token)
         assert status == 200 and summary["organisation"]["total"] == 50, summary
 
     # A sweep through the pooler too (Celery tasks eager in this process: same code path as a worker's).

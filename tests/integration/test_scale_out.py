@@ -6,16 +6,9 @@ PostgreSQL database standing in for a streaming replica, Redis for the shared ca
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -24,67 +17,16 @@ from django.db import connection
 from fleet.choices import DeliveryStatus
 from fleet.services import api_client_create
 from tests.factories import DeviceFactory, OrganisationFactory
-from tests.integration.conftest import ROOT, flush_redis, wait_for
+from tests.integration.conftest import flush_redis, wait_for
+from tests.integration.services import gunicorn, request, send_task, start_celery_worker, stop_process
 from tests.integration.test_digests_smtp import dispatch_through_the_broker, due_subscription, smtp_sink  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def request(port: int, method: str, path: str, *, token: str, body: object = None) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        payload = None if body is None else json.dumps(body).encode()
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        conn.request(method, path, body=payload, headers=headers)
-        response = conn.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
-    finally:
-        conn.close()
-
-
-@contextmanager
-def gunicorn(env: dict[str, str], log: Path) -> Iterator[int]:
-    """A gunicorn serving FleetPatch with production settings on a free loopback port; yields the port."""
-    port = free_port()
-    env = {
-        **env,
-        "DEBUG": "false",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "false",
-        "LOG_LEVEL": "WARNING",
-    }
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.2)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        print(log.read_text()[-3000:])  # shown by pytest when the test failed
+def api(port: int, method: str, path: str, *, token: str, body: object = None) -> tuple[int, dict]:
+    status, payload, _ = request(port, method, path, body, headers={"Authorization": f"Bearer {token}"})
+    return status, json.loads(payload or b"{}")
 
 
 def _database_url(name: str) -> str:
@@ -153,19 +95,19 @@ def test_lists_read_from_the_replica_and_a_client_that_wrote_reads_its_writes(re
     DeviceFactory(organisation=organisation, serial="NOT-YET-REPLICATED")
     env = {**real_services, "DATABASE_REPLICA_URL": _database_url(f"{connection.settings_dict['NAME']}_replica")}
 
-    with gunicorn(env, tmp_path / "gunicorn.log") as port:
-        status, page = request(port, "GET", "/api/v1/devices/", token=token)
+    with gunicorn(env, workers=1, log_path=tmp_path / "gunicorn.log") as port:
+        status, page = api(port, "GET", "/api/v1/devices/", token=token)
         assert status == 200, page
         assert [d["serial"] for d in page["results"]] == ["REPLICATED"]  # served by the replica
 
         # A lookup is not a list: the primary answers, and knows the device the replica has not received yet.
-        status, device = request(port, "GET", "/api/v1/devices/by-serial/NOT-YET-REPLICATED/", token=token)
+        status, device = api(port, "GET", "/api/v1/devices/by-serial/NOT-YET-REPLICATED/", token=token)
         assert status == 200, device
 
         # The client writes: it is pinned to the primary and sees what it wrote in its next list.
-        status, created = request(port, "POST", "/api/v1/devices/", token=token, body={"serial": "JUST-ENROLLED"})
+        status, created = api(port, "POST", "/api/v1/devices/", token=token, body={"serial": "JUST-ENROLLED"})
         assert status == 201, created
-        status, page = request(port, "GET", "/api/v1/devices/?ordering=serial", token=token)
+        status, page = api(port, "GET", "/api/v1/devices/?ordering=serial", token=token)
         assert status == 200, page
         assert [d["serial"] for d in page["results"]] == ["JUST-ENROLLED", "NOT-YET-REPLICATED", "REPLICATED"]
 
@@ -173,7 +115,7 @@ def test_lists_read_from_the_replica_and_a_client_that_wrote_reads_its_writes(re
         _, other_token = api_client_create(organisation=organisation, name="Dashboard", scopes=["read"])
         replica()  # ...once the replica knows that client, the devices as they are now included
         DeviceFactory(organisation=organisation, serial="AFTER-CATCH-UP")
-        status, page = request(port, "GET", "/api/v1/devices/?ordering=serial", token=other_token)
+        status, page = api(port, "GET", "/api/v1/devices/?ordering=serial", token=other_token)
         assert status == 200, page
         serials = [d["serial"] for d in page["results"]]
         assert "AFTER-CATCH-UP" not in serials and "JUST-ENROLLED" in serials
@@ -193,55 +135,16 @@ def test_api_throttling_is_shared_between_two_web_processes_through_redis(real_s
     _, token = api_client_create(organisation=organisation, name="MDM", scopes=["read"])
     env = {**real_services, "CACHE_URL": cache_url, "API_THROTTLE_RATE": "4/minute"}
 
-    with gunicorn(env, tmp_path / "one.log") as one, gunicorn(env, tmp_path / "two.log") as two:
-        statuses = [request(port, "GET", "/api/v1/fleets/", token=token)[0] for port in (one, two, one, two)]
+    with (
+        gunicorn(env, workers=1, log_path=tmp_path / "one.log") as one,
+        gunicorn(env, workers=1, log_path=tmp_path / "two.log") as two,
+    ):
+        statuses = [api(port, "GET", "/api/v1/fleets/", token=token)[0] for port in (one, two, one, two)]
         assert statuses == [200, 200, 200, 200]
         # Each process has served two requests only: a per-process count would let both through.
-        assert request(one, "GET", "/api/v1/fleets/", token=token)[0] == 429
-        assert request(two, "GET", "/api/v1/fleets/", token=token)[0] == 429
+        assert api(one, "GET", "/api/v1/fleets/", token=token)[0] == 429
+        assert api(two, "GET", "/api/v1/fleets/", token=token)[0] == 429
     flush_redis(cache_url)
-
-
-@contextmanager
-def celery_worker(env: dict[str, str], log: Path, *, queues: str) -> Iterator[subprocess.Popen]:
-    """A real Celery worker consuming only ``queues``."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "solo",
-                "--queues",
-                queues,
-                "--loglevel",
-                "INFO",
-                "--without-mingle",
-                "--without-gossip",
-                "--without-heartbeat",
-                "--hostname",
-                f"queues-{os.getpid()}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        assert wait_for(lambda: b"ready." in log.read_bytes() or process.poll() is not None, timeout=60)
-        assert process.poll() is None, log.read_text()[-3000:]
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        print(log.read_text()[-3000:])
 
 
 def test_digests_do_not_wait_behind_a_sweep_they_have_a_queue_of_their_own(
@@ -251,20 +154,16 @@ def test_digests_do_not_wait_behind_a_sweep_they_have_a_queue_of_their_own(
 ):
     subscription = due_subscription("queued", "Queued Org", "ops@queued.example")
     # A sweep is waiting in its queue, ahead of the digests, with no sweep worker to take it.
-    subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "config", "call", "updates.sweep_compliance"],
-        cwd=ROOT,
-        env=real_services,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    send_task(real_services, "updates.sweep_compliance")
     dispatch_through_the_broker(real_services)
 
-    with celery_worker(real_services, tmp_path / "alerts.log", queues="alerts"):
+    worker = start_celery_worker(real_services, log_path=tmp_path / "alerts.log", name="alerts", queues="alerts")
+    try:
         assert wait_for(lambda: subscription.deliveries.filter(status=DeliveryStatus.SENT).exists()), list(
             subscription.deliveries.values("status", "error")
         )
+    finally:
+        stop_process(worker)
     assert len(smtp_sink.messages) == 1
     log = (tmp_path / "alerts.log").read_text()
     assert "Task fleet.send_digest[" in log and "Task updates.sweep_compliance[" not in log
