@@ -197,7 +197,7 @@ def test_every_string_extracted_from_the_source_is_in_the_french_catalogue(tmp_p
 
 def test_french_plural_rule_is_singular_for_zero_and_one():
     with translation.override("fr"):
-        counts = [translation.ngettext("%(count)s device", "%(count)s devices", n) % {"count": n} for n in (0, 1, 2)]
+        counts = [translation.ngettext("%(shown)s device", "%(shown)s devices", n) % {"shown": n} for n in (0, 1, 2)]
     assert counts == ["0 appareil", "1 appareil", "2 appareils"]
 
 
