@@ -127,9 +127,9 @@ class ReplicaPinningMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not replica_configured():
-            return self.get_response(request)
-        key = _client_key(request)
+        # The state is reset around every request, replica or not: a view that failed half-way (an exception
+        # past DRF's handler) must not leave its thread reading the replica.
+        key = _client_key(request) if replica_configured() else None
         try:
             pinned = bool(key and cache.get(key))
         except CACHE_UNAVAILABLE as error:  # without the pins, read-your-writes means reading the primary

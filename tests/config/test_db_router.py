@@ -29,6 +29,8 @@ def with_replica(monkeypatch):
     monkeypatch.setitem(django_settings.DATABASES, REPLICA, dict(django_settings.DATABASES[PRIMARY]))
     # Outside a request nothing resets the router's state: earlier tests' writes are remembered in this thread.
     monkeypatch.setattr(db_router, "_written", ContextVar("replica_written_tables", default=frozenset()))
+    monkeypatch.setattr(db_router, "_replica_allowed", ContextVar("replica_allowed", default=False))
+    monkeypatch.setattr(db_router, "_pinned", ContextVar("replica_pinned", default=False))
     cache.clear()
     yield
     cache.clear()
