@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
+from fleet.choices import Role
+from fleet.models import AlertSubscription
 from tests.conftest import require_service
-from tests.integration.services import start_celery_worker, stop_process
+from tests.factories import DeviceFactory, MembershipFactory, OrganisationFactory, StatusChangeFactory, UserFactory
+from tests.integration.services import free_port, start_celery_worker, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -116,3 +122,57 @@ def private_postgres(real_services) -> Iterator:
         yield cluster
     finally:
         cluster.destroy()
+
+
+# --- Mail: a real SMTP server on loopback, and a digest due now -----------------------------------
+class Sink:
+    """An aiosmtpd handler that keeps every accepted message, and can refuse the first few DATA commands."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+        self.refuse = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+        with self._lock:
+            if self.refuse > 0:
+                self.refuse -= 1
+                self.refused += 1
+                return "451 4.7.1 Greylisted, try again later"
+            self.messages.append((list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_sink(real_services) -> Iterator[Sink]:
+    """A real SMTP server on loopback; the worker started after this fixture sends through it."""
+    from aiosmtpd.controller import Controller
+
+    sink = Sink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    real_services.update(EMAIL_URL=f"smtp://127.0.0.1:{port}", DIGEST_RETRY_BACKOFF="1")
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+def due_subscription(slug: str, name: str, manager_email: str) -> AlertSubscription:
+    """A daily subscription whose send time has just passed (in UTC), with one device newly behind."""
+    now = timezone.now()
+    organisation = OrganisationFactory(name=name, slug=slug)
+    MembershipFactory(
+        organisation=organisation, role=Role.MANAGER, user=UserFactory(username=f"{slug}-boss", email=manager_email)
+    )
+    device = DeviceFactory(organisation=organisation, serial=f"{slug.upper()}-1", compliance_status="behind")
+    StatusChangeFactory(device=device, to_status="behind", changed_at=now - dt.timedelta(minutes=30))
+    return AlertSubscription.objects.create(
+        organisation=organisation,
+        name="Daily",
+        time_zone="UTC",
+        send_at=(now - dt.timedelta(minutes=5)).time().replace(second=0, microsecond=0),
+        created_at=now - dt.timedelta(days=2),
+    )

@@ -17,9 +17,8 @@ from django.db import connection
 from fleet.choices import DeliveryStatus
 from fleet.services import api_client_create
 from tests.factories import DeviceFactory, OrganisationFactory
-from tests.integration.conftest import flush_redis, wait_for
+from tests.integration.conftest import due_subscription, flush_redis, wait_for
 from tests.integration.services import gunicorn, request, send_task, start_celery_worker, stop_process
-from tests.integration.test_digests_smtp import dispatch_through_the_broker, due_subscription, smtp_sink  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -148,14 +147,14 @@ def test_api_throttling_is_shared_between_two_web_processes_through_redis(real_s
 
 
 def test_digests_do_not_wait_behind_a_sweep_they_have_a_queue_of_their_own(
-    smtp_sink,  # noqa: F811 - the fixture imported above
+    smtp_sink,
     real_services,
     tmp_path,
 ):
     subscription = due_subscription("queued", "Queued Org", "ops@queued.example")
     # A sweep is waiting in its queue, ahead of the digests, with no sweep worker to take it.
     send_task(real_services, "updates.sweep_compliance")
-    dispatch_through_the_broker(real_services)
+    send_task(real_services, "fleet.dispatch_digests")
 
     worker = start_celery_worker(real_services, log_path=tmp_path / "alerts.log", name="alerts", queues="alerts")
     try:
