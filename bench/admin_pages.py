@@ -95,10 +95,11 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext, setup_test_environment
 
     from bench.fleet_data import generate, generate_check_ins
+    from devices.compliance.engine import recompute
+    from devices.compliance.tallies import snapshot_statuses, tally_devices
     from devices.models import Device
     from fleet.choices import Role
     from fleet.models import Membership, Organisation
-    from updates.compliance import recompute, snapshot_statuses, tally_devices
 
     if connection.vendor != "postgresql":
         sys.exit("bench/admin_pages.py needs DATABASE_URL=postgres://... (a database it may fill)")

@@ -91,11 +91,11 @@ def main() -> None:
     from django.utils import timezone
 
     from bench.fleet_data import generate
+    from devices.compliance.engine import recompute
     from devices.models import Device, StatusChange
     from fleet.choices import DeliveryStatus
     from fleet.models import AlertSubscription, DigestDelivery, Organisation
     from fleet.services import digest_delivery_send, digests_dispatch
-    from updates.compliance import recompute
 
     call_command("migrate", verbosity=0)
     now = timezone.now().replace(second=0, microsecond=0)

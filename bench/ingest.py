@@ -215,10 +215,10 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     from psycopg.types.json import Jsonb
 
     from bench.fleet_data import BUILDS_PER_MODEL, generate
+    from devices.compliance.engine import recompute
     from devices.models import CheckIn, Device
     from fleet.models import Organisation
     from fleet.services import api_client_create
-    from updates.compliance import recompute
     from updates.models import OSBuild
 
     if connection.vendor != "postgresql":

@@ -197,8 +197,8 @@ def stop(process: subprocess.Popen) -> None:
 
 def timed_sweep(timeout: float) -> dict:
     """Enqueues one fanned-out sweep and waits for its SweepRun to finish; seconds from enqueue to finish."""
+    from devices.compliance.tasks import sweep_compliance
     from updates.models import SweepRun
-    from updates.tasks import sweep_compliance
 
     started_at = time.monotonic()
     result = sweep_compliance.apply_async()

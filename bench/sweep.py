@@ -6,7 +6,7 @@
 2. Make 5 % of the devices go silent (their last check-in moved 40 days back).
 3. Time, alternately and each inside a transaction rolled back so both see the same data:
    - the floor: one hand-written UPDATE that sets exactly those rows to 'silent';
-   - the sweep: ``updates.compliance.recompute()`` over every device (all rules, StatusChange rows).
+   - the sweep: ``devices.compliance.engine.recompute()`` over every device (all rules, StatusChange rows).
 4. Time, alternately in the same way, the whole periodic task with one worker:
    - single: today's task before the fan-out, one recompute() statement over the fleet, then the daily
      snapshot and the tallies;
@@ -51,9 +51,10 @@ def main() -> None:
 
     from bench.fleet_data import generate
     from config.celery import app
+    from devices.compliance.engine import recompute
+    from devices.compliance.tallies import snapshot_statuses, tally_devices
+    from devices.compliance.tasks import sweep_compliance
     from devices.models import Device
-    from updates.compliance import recompute, snapshot_statuses, tally_devices
-    from updates.tasks import sweep_compliance
 
     if connection.vendor != "postgresql":
         sys.exit("bench/sweep.py needs DATABASE_URL=postgres://... (a database it may fill)")
@@ -118,7 +119,7 @@ def main() -> None:
     settings.SWEEP_RANGE_SIZE = args.range_size or settings.SWEEP_RANGE_SIZE
     app.conf.task_always_eager = True
     logging.getLogger("celery").setLevel(logging.WARNING)  # one line per task would drown the figures
-    logging.getLogger("updates.sweeps").setLevel(logging.WARNING)
+    logging.getLogger("devices.compliance.sweeps").setLevel(logging.WARNING)
 
     def fanned_task() -> float:
         with transaction.atomic():

@@ -1,6 +1,6 @@
 """A database outage answers 503 with a clear page (or JSON under /api/), not a 500 error page.
 
-The API's views already turn a database error into a 503 (``fleet.api.errors.exception_handler``); this
+The API's views already turn a database error into a 503 (``common.api.exceptions.exception_handler``); this
 covers the rest: the admin, the alert pages. Django reconnects by itself once the database is back
 (``CONN_HEALTH_CHECKS`` discards a dead connection at the next request), so nothing needs restarting.
 """

@@ -61,8 +61,8 @@ MIDDLEWARE = [
     "config.health.ProbeMiddleware",
     "config.logging.RequestIdMiddleware",
     "config.health.RequestMetricsMiddleware",
-    # Before anything reads the database: resets the replica router's per-request state (config.db_router).
-    "config.db_router.ReplicaPinningMiddleware",
+    # Before anything reads the database: resets the replica router's per-request state (common.db_router).
+    "common.db_router.ReplicaPinningMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -120,14 +120,14 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
 # An optional streaming replica (PostgreSQL): the dashboard, exports and API lists read from it; the rest, and
-# whatever a client just wrote, from the primary (config.db_router).
+# whatever a client just wrote, from the primary (common.db_router).
 if env.str("DATABASE_REPLICA_URL", default=""):
     DATABASES["replica"] = env.db_url("DATABASE_REPLICA_URL")
     DATABASES["replica"]["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE", 0)
     DATABASES["replica"]["CONN_HEALTH_CHECKS"] = True
     # The test runner must not create or flush it: it mirrors the primary, as a real replica would.
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
-DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+DATABASE_ROUTERS = ["common.db_router.PrimaryReplicaRouter"]
 # Seconds a client that wrote keeps reading from the primary: longer than the replica's usual lag.
 REPLICA_PIN_SECONDS = env.int("REPLICA_PIN_SECONDS", default=10)
 # Behind PgBouncer in transaction pooling mode, a server-side cursor (QuerySet.iterator()) would outlive the
@@ -235,9 +235,10 @@ CELERY_TASK_ROUTES = {
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
-# Task modules that are not an app's ``tasks.py`` (autodiscovery finds only those).
-CELERY_IMPORTS = ("devices.imports.tasks",)
-# Device ids per range of the fanned-out sweep (updates.sweeps): each range is one task and one transaction.
+# Task modules that are not an app's ``tasks.py`` (autodiscovery finds only those). Task names predate the
+# modules: the compliance tasks keep "updates.*" and the digests "fleet.*", as beat schedules and routes say.
+CELERY_IMPORTS = ("devices.compliance.tasks", "devices.imports.tasks")
+# Device ids per range of the fanned-out sweep (devices.compliance.sweeps): each range is one task and one transaction.
 SWEEP_RANGE_SIZE = env.int("SWEEP_RANGE_SIZE", default=100_000)
 if SWEEP_RANGE_SIZE < 1:
     raise ImproperlyConfigured(f"SWEEP_RANGE_SIZE must be a positive number of devices, not {SWEEP_RANGE_SIZE}.")
@@ -245,21 +246,21 @@ if SWEEP_RANGE_SIZE < 1:
 
 # --- REST framework -------------------------------------------------------------------------
 # DRF's JSON parser reads the body stream itself, out of reach of DATA_UPLOAD_MAX_MEMORY_SIZE: the API's
-# own parser (fleet.api.errors.BoundedJSONParser) stops at this many bytes and answers 413.
+# own parser (common.api.parsers.BoundedJSONParser) stops at this many bytes and answers 413.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 # Largest spreadsheet the admin's device and battery imports accept (kept in the database until imported).
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "fleet.api.views.FleetPatchAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "common.api.openapi.FleetPatchAutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["fleet.api.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["fleet.api.permissions.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["fleet.api.throttling.ApiClientRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_client": env.str("API_THROTTLE_RATE", default="6000/minute")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["fleet.api.errors.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["common.api.parsers.BoundedJSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "fleet.api.pagination.FleetPatchCursorPagination",
-    "EXCEPTION_HANDLER": "fleet.api.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "common.api.pagination.FleetPatchCursorPagination",
+    "EXCEPTION_HANDLER": "common.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 _swagger_ui_dist = env.str("API_DOCS_SWAGGER_UI_DIST", default="SIDECAR")

@@ -5,8 +5,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from common.api.exceptions import api_not_found
 from config import health
-from fleet.api.errors import api_not_found
 from fleet.login_throttle import ThrottledAdminLoginForm
 
 # The schema and its documentation are public: they describe the API, they expose no data.

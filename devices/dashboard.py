@@ -17,11 +17,11 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from devices.choices import BatteryStatus, ComplianceStatus
-from devices.models import ComplianceSnapshot, Device, DeviceTally
+from devices.compliance.rollouts import ROLLOUT_WINDOW_DAYS
+from devices.compliance.tallies import PATCH_BUCKETS, devices_tallied
+from devices.models import ComplianceSnapshot, DeviceTally
 from fleet.models import CompliancePolicy, Organisation
-from updates.compliance import PATCH_BUCKETS, tally_devices
 from updates.models import BuildRollout, DeviceModel
-from updates.services import ROLLOUT_WINDOW_DAYS
 
 # Statuses a manager must act on; the trend line counts these.
 NEEDS_ACTION = (
@@ -92,12 +92,13 @@ def _bars(counts: Counter, choices: list[tuple[str, str]], total: int, url, colo
 
 
 def build_dashboard(*, organisation: Organisation, today: dt.date) -> Dashboard:
-    """Four small queries whatever the organisation's size: its tallies (kept by the sweep; computed
-    now if it has none yet), the models they name, its policy's warning window, and the trend."""
+    """Four small queries whatever the organisation's size: its tallies (kept by the sweep; counted now,
+    without storing them, if it has none yet), the models they name, its policy's warning window, and the
+    trend. A read: it writes nothing."""
     tallies = list(DeviceTally.objects.filter(organisation=organisation))
-    if not tallies and Device.objects.filter(organisation=organisation, retired_at__isnull=True).exists():
-        tally_devices(organisation_id=organisation.pk)
-        tallies = list(DeviceTally.objects.filter(organisation=organisation))
+    if not tallies:
+        # Not tallied yet (a new organisation, before its first sweep): counted now, nothing written.
+        tallies = devices_tallied(organisation_id=organisation.pk)
 
     statuses: Counter = Counter()
     batteries: Counter = Counter()

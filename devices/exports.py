@@ -44,7 +44,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-from config.db_router import replica_reads, stream_from_replica
+from common.db_router import replica_reads, stream_from_replica
 
 # Rows fetched per round trip, and written per chunk of the CSV stream (one socket write, not one per line).
 CHUNK = 2000
@@ -204,7 +204,7 @@ def csv_chunks(table: ExportTable, queryset: QuerySet, *, headers: Sequence[str]
 
 def csv_response(table: ExportTable, queryset: QuerySet) -> StreamingHttpResponse:
     # Headers and separator are decided now, in the request's language: the body is written after the view returns.
-    # Exports only read: the replica may serve them (config.db_router), for the whole of the streamed body.
+    # Exports only read: the replica may serve them (common.db_router), for the whole of the streamed body.
     chunks = stream_from_replica(csv_chunks(table, queryset, headers=table.headers(), delimiter=csv_delimiter()))
     response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{export_filename(table, "csv")}"'
@@ -268,7 +268,7 @@ def _column_letter(index: int) -> str:
 def xlsx_response(table: ExportTable, queryset: QuerySet) -> FileResponse:
     spool = tempfile.SpooledTemporaryFile(max_size=XLSX_SPOOL_BYTES)  # noqa: SIM115 - the response closes it
     try:
-        with replica_reads():  # exports only read: the replica may serve them (config.db_router)
+        with replica_reads():  # exports only read: the replica may serve them (common.db_router)
             write_xlsx(table, queryset, headers=table.headers(), file=spool)
     except BaseException:
         spool.close()

@@ -13,8 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from devices.choices import BatteryEventKind, BatteryStatus, CheckInSource, ComplianceStatus, ImportKind, ImportStatus
-from devices.validators import validate_imei, validate_patch_level_not_in_future
+from devices.validators import validate_imei
 from updates.choices import Channel
+from updates.validators import validate_patch_level_not_in_future
 
 _PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
 
@@ -81,7 +82,7 @@ class Device(models.Model):
     battery_cycle_count = models.PositiveIntegerField(_("battery charge cycles"), null=True, blank=True)
     battery_installed_on = models.DateField(_("battery installed on"), null=True, blank=True)
 
-    # Compliance, denormalised and kept current by the engine (updates.compliance).
+    # Compliance, denormalised and kept current by the engine (devices.compliance.engine).
     compliance_status = models.CharField(
         _("compliance status"),
         max_length=20,
@@ -386,7 +387,7 @@ class ComplianceSnapshot(models.Model):
 class DeviceTally(models.Model):
     """How many of an organisation's active devices share one combination of the dashboard's dimensions.
 
-    Rewritten by the sweep (``updates.compliance.tally_devices``) in one GROUP BY over the fleet, so
+    Rewritten by the sweep (``devices.compliance.tallies.tally_devices``) in one GROUP BY over the fleet, so
     the dashboard of an organisation of any size sums a few hundred rows instead of scanning its devices.
     """
 

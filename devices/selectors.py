@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import defaultdict
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils.translation import gettext
 
+from devices.choices import BatteryStatus, ComplianceStatus
 from devices.models import BatteryEvent, CheckIn, Device, StatusChange, Waiver
+from fleet.models import CompliancePolicy, Fleet
+from updates.models import DeviceModel
 
 TIMELINE_PAGE = 50
 BATTERY_TREND_POINTS = 30
@@ -162,3 +166,91 @@ def battery_health_trend(*, device: Device, points: int = BATTERY_TREND_POINTS) 
         .values_list("reported_at", "battery_health_pct")[:points]
     )
     return list(reversed(rows))
+
+
+def models_reaching_end_of_support(*, organisation_id: int, today: dt.date, within_days: int) -> QuerySet[DeviceModel]:
+    """Models of the organisation's devices whose security support ends within ``within_days`` (or has
+    ended), each annotated with ``device_count`` (its active devices in the organisation)."""
+    active = Q(devices__organisation_id=organisation_id, devices__retired_at__isnull=True)
+    return (
+        DeviceModel.objects.filter(security_support_until__lte=today + dt.timedelta(days=within_days))
+        .annotate(device_count=Count("devices", filter=active))
+        .filter(device_count__gt=0)
+        .select_related("manufacturer")
+        .order_by("security_support_until")
+    )
+
+
+def models_reaching_end_of_support_by_organisation(*, today: dt.date) -> dict[int, list[dict]]:
+    """For every organisation: the models of its active devices whose security support ends within its
+    policy's warning window (or has ended), with device counts. One query, whatever the number of
+    organisations."""
+    windows = dict(
+        CompliancePolicy.objects.filter(fleet__isnull=True).values_list("organisation_id", "eos_warning_days")
+    )
+    default_window = CompliancePolicy._meta.get_field("eos_warning_days").default
+    widest = max([default_window, *windows.values()])
+    rows = (
+        Device.objects.filter(
+            retired_at__isnull=True, model__security_support_until__lte=today + dt.timedelta(days=widest)
+        )
+        .values(
+            "organisation_id", "model_id", "model__name", "model__manufacturer__name", "model__security_support_until"
+        )
+        .annotate(device_count=Count("id"))
+        .order_by("organisation_id", "model__security_support_until")
+    )
+    result: dict[int, list[dict]] = defaultdict(list)
+    for row in rows:
+        window = windows.get(row["organisation_id"], default_window)
+        if row["model__security_support_until"] <= today + dt.timedelta(days=window):
+            result[row["organisation_id"]].append(row)
+    return dict(result)
+
+
+def _empty_counts() -> dict:
+    return {
+        "total": 0,
+        "by_status": dict.fromkeys(ComplianceStatus.values, 0),
+        "by_battery_status": dict.fromkeys(BatteryStatus.values, 0),
+        "waived": 0,
+    }
+
+
+def _add(counts: dict, row: dict) -> None:
+    counts["total"] += row["n"]
+    counts["by_status"][row["compliance_status"]] += row["n"]
+    counts["by_battery_status"][row["battery_status"]] += row["n"]
+    if row["is_waived"]:
+        counts["waived"] += row["n"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ComplianceSummary:
+    """Counts of an organisation's active devices: for the whole organisation, and per fleet (every fleet,
+    by name, then None for the devices in no fleet, if any)."""
+
+    organisation: dict
+    fleets: list[tuple[Fleet | None, dict]]
+
+
+def compliance_summary(*, organisation_id: int) -> ComplianceSummary:
+    """One GROUP BY for every count, one query for the fleets' names (fleets without devices included)."""
+    rows = (
+        Device.objects.filter(organisation_id=organisation_id, retired_at__isnull=True)
+        .values("fleet_id", "compliance_status", "battery_status", "is_waived")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    organisation = _empty_counts()
+    per_fleet: dict[int | None, dict] = defaultdict(_empty_counts)
+    for row in rows:
+        _add(organisation, row)
+        _add(per_fleet[row["fleet_id"]], row)
+    fleets: list[tuple[Fleet | None, dict]] = [
+        (fleet, per_fleet.get(fleet.pk, _empty_counts()))
+        for fleet in Fleet.objects.filter(organisation_id=organisation_id).order_by("name")
+    ]
+    if None in per_fleet:
+        fleets.append((None, per_fleet[None]))
+    return ComplianceSummary(organisation=organisation, fleets=fleets)

@@ -4,152 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
-import random
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from devices.choices import BatteryEventKind, CheckInSource
+from devices.choices import BatteryEventKind
+from devices.compliance import engine as compliance
 from devices.models import BatteryEvent, CheckIn, Device, Waiver
 from fleet.models import Fleet, Organisation
-from updates import compliance
 from updates.choices import Channel
-from updates.models import DeviceModel, OSBuild
+from updates.models import DeviceModel
 
 if TYPE_CHECKING:
-    from devices.ingest import ItemResult, Submission
-
-
-@dataclasses.dataclass(frozen=True)
-class Report:
-    """One validated check-in report, whatever format it arrived in."""
-
-    reported_at: dt.datetime
-    source: str = CheckInSource.API
-    build_number: str = ""
-    android_version: str = ""
-    security_patch_level: dt.date | None = None
-    battery_level_pct: int | None = None
-    battery_health_pct: int | None = None
-    battery_cycle_count: int | None = None
-    agent_version: str = ""
-    raw: dict | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckInOutcome:
-    created: bool  # False: the same report (device, reported_at, source) was already stored
-    applied: bool  # False: older than the device's last check-in, kept in history only
-    compliance_status: str
-
-
-def build_for_report(*, device: Device, build_number: str) -> OSBuild | None:
-    """The catalogue build a device means by ``build_number``: its organisation's private build first."""
-    if not build_number or device.model_id is None:
-        return None
-    return (
-        OSBuild.objects.filter(model_id=device.model_id, build_number=build_number)
-        .filter(Q(organisation__isnull=True) | Q(organisation_id=device.organisation_id))
-        .order_by(F("organisation_id").desc(nulls_last=True))
-        .first()
-    )
-
-
-@transaction.atomic
-def device_check_in(*, device: Device, report: Report, now: dt.datetime | None = None) -> CheckInOutcome:
-    """Records one report and, unless it is older than what the device last said, applies it.
-
-    1. Append the CheckIn (idempotent on device, reported_at, source: a resent report is stored once).
-    2. Update the device's reported state with a conditional UPDATE that only matches when this report
-       is not older than ``last_check_in_at``, so late or concurrent reports never regress it.
-    3. Recompute this device's compliance inline (the engine's single-device path).
-    """
-    now = now or timezone.now()
-    build = build_for_report(device=device, build_number=report.build_number)
-    try:
-        with transaction.atomic():
-            CheckIn.objects.create(
-                device=device,
-                reported_at=report.reported_at,
-                received_at=now,
-                source=report.source,
-                build_number=report.build_number,
-                build=build,
-                android_version=report.android_version,
-                security_patch_level=report.security_patch_level,
-                battery_level_pct=report.battery_level_pct,
-                battery_health_pct=report.battery_health_pct,
-                battery_cycle_count=report.battery_cycle_count,
-                agent_version=report.agent_version,
-                raw=report.raw,
-            )
-        created = True
-    except IntegrityError:
-        created = False
-
-    state: dict = {"last_check_in_at": report.reported_at}
-    # Fields a report leaves out (Headwind sends no build number) keep their last known value.
-    if report.build_number:
-        state.update(current_build=build, reported_build_number=report.build_number)
-    for field in (
-        "android_version",
-        "security_patch_level",
-        "battery_level_pct",
-        "battery_health_pct",
-        "battery_cycle_count",
-    ):
-        value = getattr(report, field)
-        if value not in (None, ""):
-            state[field] = value
-    applied = bool(
-        created
-        and Device.objects.filter(pk=device.pk)
-        .filter(Q(last_check_in_at__isnull=True) | Q(last_check_in_at__lte=report.reported_at))
-        .update(**state)
-    )
-    compliance.recompute(device_ids=[device.pk], now=now, reason="check-in")
-    device.refresh_from_db()
-    return CheckInOutcome(created=created, applied=applied, compliance_status=device.compliance_status)
-
-
-@transaction.atomic
-def battery_replace(
-    *,
-    device: Device,
-    occurred_at: dt.datetime,
-    part_serial: str = "",
-    reason: str = "",
-    performed_by: str = "",
-    recorded_by: AbstractBaseUser | None = None,
-    now: dt.datetime | None = None,
-) -> BatteryEvent:
-    """Records a replacement; a new battery resets the device's battery age, health and cycles."""
-    event = BatteryEvent(
-        device=device,
-        kind=BatteryEventKind.REPLACEMENT,
-        occurred_at=occurred_at,
-        part_serial=part_serial,
-        reason=reason,
-        performed_by=performed_by,
-        recorded_by=recorded_by,
-    )
-    event.full_clean()
-    event.save()
-    # A replacement recorded late (older than the battery installed since) is history only.
-    Device.objects.filter(pk=device.pk).filter(
-        Q(battery_installed_on__isnull=True) | Q(battery_installed_on__lte=occurred_at.date())
-    ).update(battery_installed_on=occurred_at.date(), battery_health_pct=None, battery_cycle_count=0)
-    compliance.recompute(device_ids=[device.pk], now=now, reason="battery replaced")
-    return event
+    pass
 
 
 @transaction.atomic
@@ -190,6 +64,30 @@ def waiver_revoke(*, waiver: Waiver, now: dt.datetime | None = None) -> Waiver:
     return waiver
 
 
+@transaction.atomic
+def waiver_update(*, waiver: Waiver, reason: str) -> Waiver:
+    """Rewords a waiver's reason. What it covers and until when are fixed: a different waiver is a new one."""
+    waiver.reason = reason
+    waiver.full_clean()
+    waiver.save(update_fields=["reason"])
+    return waiver
+
+
+@transaction.atomic
+def waivers_delete(*, waivers: QuerySet[Waiver], now: dt.datetime | None = None) -> int:
+    """Deletes waivers (a superuser cleaning up a mistake; revoking keeps the record) and re-evaluates the
+    devices they covered, which may no longer be waived."""
+    now = now or timezone.now()
+    covered = list(waivers.values_list("device_id", "fleet_id"))
+    deleted, _ = waivers.delete()
+    device_ids = sorted({device_id for device_id, _fleet in covered if device_id})
+    if device_ids:
+        compliance.recompute(device_ids=device_ids, now=now, reason="waiver deleted")
+    for fleet_id in sorted({fleet_id for device_id, fleet_id in covered if not device_id and fleet_id}):
+        compliance.recompute(fleet_id=fleet_id, now=now, reason="waiver deleted")
+    return deleted
+
+
 def _recompute_covered(waiver: Waiver, *, now: dt.datetime, reason: str) -> None:
     if waiver.device_id:
         compliance.recompute(device_ids=[waiver.device_id], now=now, reason=reason)
@@ -200,6 +98,17 @@ def _recompute_covered(waiver: Waiver, *, now: dt.datetime, reason: str) -> None
 # --- Enrolment and assignment (the REST API's device writes) ---------------------------------------
 
 ASSIGNMENT_FIELDS = ("fleet", "asset_tag", "assignee", "channel")
+# What a fleet manager may also correct on the admin's device page: its identity and its dates.
+ADMIN_FIELDS = (
+    *ASSIGNMENT_FIELDS,
+    "organisation",
+    "serial",
+    "imei",
+    "model",
+    "enrolled_at",
+    "retired_at",
+    "battery_installed_on",
+)
 
 
 def _check_fleet(fleet: Fleet | None, organisation_id: int) -> None:
@@ -244,21 +153,36 @@ def device_enrol(
 
 
 @transaction.atomic
-def device_update(*, device: Device, now: dt.datetime | None = None, **changes: object) -> Device:
-    """Changes a device's assignment (fleet, asset tag, assignee, channel). Reported state and compliance
-    are not assignable: they come from check-ins and the engine. A new fleet or channel can change the
-    policy or the target build, so the device is re-evaluated."""
-    unknown = sorted(set(changes) - set(ASSIGNMENT_FIELDS))
+def device_update(
+    *,
+    device: Device,
+    now: dt.datetime | None = None,
+    allowed: Sequence[str] = ASSIGNMENT_FIELDS,
+    reason: str = "assignment changed",
+    **changes: object,
+) -> Device:
+    """Changes what may be changed of a device, validated by the model's own rules, and re-evaluates it
+    when a change can move its compliance (its organisation, fleet or channel picks the policy and the
+    target build; its model the catalogue; retirement and battery dates the rest).
+
+    The API changes its assignment only (fleet, asset tag, assignee, channel: the default ``allowed``); the
+    admin's device page may also correct its identity and dates (``ADMIN_FIELDS``). Reported state and
+    compliance are never assignable: they come from check-ins and the engine.
+    """
+    unknown = sorted(set(changes) - set(allowed))
     if unknown:
         raise ValidationError({field: gettext("This field cannot be changed here.") for field in unknown})
+    if "organisation" in changes:
+        device.organisation = changes.pop("organisation")  # type: ignore[assignment]
+        changes["organisation"] = device.organisation
     if "fleet" in changes:
         _check_fleet(changes["fleet"], device.organisation_id)  # type: ignore[arg-type]
     for field, value in changes.items():
         setattr(device, field, value)
     device.full_clean()
     device.save(update_fields=[*changes])
-    if {"fleet", "channel"} & set(changes):
-        compliance.recompute(device_ids=[device.pk], now=now, reason="assignment changed")
+    if set(changes) - {"asset_tag", "assignee", "serial", "imei"}:
+        compliance.recompute(device_ids=[device.pk], now=now, reason=reason)
         device.refresh_from_db()
     return device
 
@@ -273,9 +197,10 @@ def device_retire(*, device: Device, now: dt.datetime | None = None) -> Device:
 
 
 @transaction.atomic
-def battery_reading_record(
+def battery_event_record(
     *,
     device: Device,
+    kind: str,
     occurred_at: dt.datetime,
     health_pct: int | None = None,
     part_serial: str = "",
@@ -284,12 +209,20 @@ def battery_reading_record(
     recorded_by: AbstractBaseUser | None = None,
     now: dt.datetime | None = None,
 ) -> BatteryEvent:
-    """Records a technician's health reading; a reading newer than the last known state updates the device."""
+    """Records what happened to a device's battery (the API's and the admin's one path for it).
+
+    * a replacement resets the device's battery age, health and cycles, unless a newer battery is
+      already recorded (a replacement recorded late is history only);
+    * a reading with a health figure updates the device's battery health, unless the device reported
+      after it.
+
+    Either way the device is re-evaluated when its battery state moved.
+    """
     event = BatteryEvent(
         device=device,
-        kind=BatteryEventKind.READING,
+        kind=kind,
         occurred_at=occurred_at,
-        health_pct=health_pct,
+        health_pct=health_pct if kind == BatteryEventKind.READING else None,
         part_serial=part_serial,
         reason=reason,
         performed_by=performed_by,
@@ -297,11 +230,27 @@ def battery_reading_record(
     )
     event.full_clean()
     event.save()
-    if health_pct is not None:
+    if kind == BatteryEventKind.REPLACEMENT:
+        Device.objects.filter(pk=device.pk).filter(
+            Q(battery_installed_on__isnull=True) | Q(battery_installed_on__lte=occurred_at.date())
+        ).update(battery_installed_on=occurred_at.date(), battery_health_pct=None, battery_cycle_count=0)
+        compliance.recompute(device_ids=[device.pk], now=now, reason="battery replaced")
+    elif health_pct is not None:
         Device.objects.filter(pk=device.pk).filter(
             Q(last_check_in_at__isnull=True) | Q(last_check_in_at__lte=occurred_at)
         ).update(battery_health_pct=health_pct)
         compliance.recompute(device_ids=[device.pk], now=now, reason="battery reading")
+    return event
+
+
+@transaction.atomic
+def battery_event_update(*, event: BatteryEvent, **changes: object) -> BatteryEvent:
+    """Corrects what a recorded battery event says (its part, reason, technician): the record only, since
+    the device's battery state was set when the event was recorded."""
+    for field, value in changes.items():
+        setattr(event, field, value)
+    event.full_clean()
+    event.save(update_fields=list(changes) or None)
     return event
 
 
@@ -439,54 +388,6 @@ def check_ins_prune(*, older_than: dt.datetime, batch_size: int) -> int:
             count, _by_model = CheckIn.objects.filter(id__in=repeats).delete()
             deleted += count
             cursor = window[-1]
-
-
-# --- Transactions PostgreSQL aborted to resolve a conflict ------------------------------------------
-# deadlock_detected and serialization_failure: PostgreSQL rolled the whole transaction back to let a
-# concurrent one through, and running it again is the documented remedy.
-_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-CHECKINS_INGEST_ATTEMPTS = 5
-
-logger = logging.getLogger(__name__)
-
-
-def is_retryable_conflict(error: BaseException) -> bool:
-    """True for a deadlock or serialization failure (Django wraps psycopg's error: look at its cause too)."""
-    for candidate in (error, error.__cause__):
-        if getattr(candidate, "sqlstate", None) in _RETRYABLE_SQLSTATES:
-            return True
-    return False
-
-
-def checkins_ingest_retrying(
-    *, organisation_id: int, submissions: Sequence[Submission], can_enrol: bool
-) -> list[ItemResult]:
-    """:func:`devices.ingest.checkins_ingest`, run again when PostgreSQL aborted it to break a deadlock.
-
-    A batch is one transaction: when PostgreSQL picks it as a deadlock's victim nothing of it was kept, so
-    running it again from the start (after a short jittered pause, so the two batches do not meet again in
-    step) stores it exactly once. Bounded: after ``CHECKINS_INGEST_ATTEMPTS`` the error goes to the client
-    as a 503 (fleet.api.errors), asking it to retry. Inside an outer transaction (a test's) nothing is retried:
-    only the outermost transaction can be rolled back and run again.
-    """
-    from devices.ingest import checkins_ingest
-
-    attempt = 1
-    while True:
-        try:
-            return checkins_ingest(organisation_id=organisation_id, submissions=submissions, can_enrol=can_enrol)
-        except OperationalError as error:
-            if connection.in_atomic_block or attempt >= CHECKINS_INGEST_ATTEMPTS or not is_retryable_conflict(error):
-                raise
-            logger.warning(
-                "check-in batch of %d reports aborted by the database (%s), attempt %d of %d: running it again",
-                len(submissions),
-                error.__cause__.__class__.__name__ if error.__cause__ else type(error).__name__,
-                attempt,
-                CHECKINS_INGEST_ATTEMPTS,
-            )
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not a secret
-            attempt += 1
 
 
 # --- Battery replacements in bulk (imported from a spreadsheet) ---------------------------------------

@@ -7,23 +7,18 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
+from common.tasks import database_retry
 from devices import partitions, services
 
 logger = logging.getLogger(__name__)
 
+# Daily jobs: a failed run is retried over the following hours, not seconds.
+DAILY_RETRY = database_retry(retry_backoff=60, retry_backoff_max=3600, max_retries=5)
 
-@shared_task(
-    name="devices.prune_check_ins",
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError, DatabaseError),
-    retry_backoff=60,
-    retry_backoff_max=3600,
-    retry_jitter=True,
-    max_retries=5,
-)
+
+@shared_task(name="devices.prune_check_ins", **DAILY_RETRY)
 def prune_check_ins() -> dict:
     """The daily retention job: check-ins older than CHECKIN_RETENTION_DAYS go, build transitions stay.
 
@@ -42,15 +37,7 @@ def prune_check_ins() -> dict:
     return {"deleted": deleted, "older_than": older_than.isoformat()}
 
 
-@shared_task(
-    name="devices.ensure_check_in_partitions",
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError, DatabaseError),
-    retry_backoff=60,
-    retry_backoff_max=3600,
-    retry_jitter=True,
-    max_retries=5,
-)
+@shared_task(name="devices.ensure_check_in_partitions", **DAILY_RETRY)
 def ensure_check_in_partitions() -> dict:
     """The daily job keeping the check-in history's monthly partitions ahead of the calendar (PostgreSQL).
 

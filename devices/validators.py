@@ -1,11 +1,8 @@
-"""Field validators for what devices report: IMEIs and security patch levels."""
+"""Field validators for what identifies a device: IMEIs (the patch level's is ``updates.validators``)."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -33,15 +30,5 @@ def validate_imei(value: str) -> None:
         raise ValidationError(
             _("%(value)s is not a valid IMEI: its last digit is not the Luhn check digit of the others."),
             code="imei_check_digit",
-            params={"value": value},
-        )
-
-
-def validate_patch_level_not_in_future(value: dt.date) -> None:
-    # One day of slack: a device west of UTC reports "today" before UTC's midnight.
-    if value > timezone.now().date() + dt.timedelta(days=1):
-        raise ValidationError(
-            _("A security patch level cannot be in the future (%(value)s)."),
-            code="patch_level_future",
             params={"value": value},
         )

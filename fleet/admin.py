@@ -31,12 +31,15 @@ from fleet.selectors import organisation_ids_for_request
 from fleet.services import (
     api_client_create,
     api_client_revoke,
+    api_client_update,
     digest_message,
     digest_send_test,
     digest_window_start,
-    membership_sync_groups,
+    membership_save,
+    memberships_delete,
+    policy_delete,
+    policy_save,
 )
-from updates.enqueue import enqueue_on_commit
 
 
 def _devices_link(query: str, label: str) -> str:
@@ -111,24 +114,14 @@ class MembershipAdmin(OrganisationScopedAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Membership, form: forms.ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        membership_sync_groups(user=obj.user)
+        self.check_may_write(request, obj)
+        membership_save(membership=obj)
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
-        super().delete_model(request, obj)
-        membership_sync_groups(user=obj.user)
+        memberships_delete(memberships=Membership.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[Membership]) -> None:
-        users = list({membership.user for membership in queryset.select_related("user")})
-        super().delete_queryset(request, queryset)
-        for user in users:
-            membership_sync_groups(user=user)
-
-
-def _recompute_organisation_after_commit(organisation_id: int, reason: str) -> None:
-    from updates.tasks import recompute_organisation
-
-    enqueue_on_commit(recompute_organisation, organisation_id, reason, catch_up="the next sweep")
+        memberships_delete(memberships=queryset)
 
 
 @admin.register(CompliancePolicy)
@@ -150,21 +143,16 @@ class CompliancePolicyAdmin(OrganisationScopedAdmin):
     autocomplete_fields = ("organisation", "fleet")
     ordering = ("organisation__name", "fleet__name")
 
-    # Thresholds move statuses: re-evaluate the organisation's devices once the change is committed.
+    # Thresholds move statuses: the services re-evaluate the organisation's devices once committed.
     def save_model(self, request: HttpRequest, obj: CompliancePolicy, form: forms.ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        _recompute_organisation_after_commit(obj.organisation_id, "policy changed")
+        self.check_may_write(request, obj)
+        policy_save(policy=obj)
 
     def delete_model(self, request: HttpRequest, obj: CompliancePolicy) -> None:
-        organisation_id = obj.organisation_id
-        super().delete_model(request, obj)
-        _recompute_organisation_after_commit(organisation_id, "policy deleted")
+        policy_delete(policies=CompliancePolicy.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet) -> None:
-        organisation_ids = set(queryset.values_list("organisation_id", flat=True))
-        super().delete_queryset(request, queryset)
-        for organisation_id in sorted(organisation_ids):
-            _recompute_organisation_after_commit(organisation_id, "policy deleted")
+        policy_delete(policies=queryset)
 
 
 class ApiClientForm(forms.ModelForm):
@@ -226,10 +214,10 @@ class ApiClientAdmin(OrganisationScopedAdmin):
         return ("organisation", "token_prefix", "created_at", "last_used_at", "revoked_at")
 
     def save_model(self, request: HttpRequest, obj: ApiClient, form: forms.ModelForm, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
         self.check_may_write(request, obj)
+        if change:
+            api_client_update(api_client=obj, **{field: getattr(obj, field) for field in form.changed_data})
+            return
         client, token = api_client_create(
             organisation=obj.organisation, name=obj.name, scopes=obj.scopes, expires_at=obj.expires_at
         )

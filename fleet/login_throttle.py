@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
-from config.cache import CACHE_UNAVAILABLE
+from common.cache import CACHE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 

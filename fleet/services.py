@@ -17,10 +17,10 @@ from django.db.models import F, QuerySet
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 
+from common.tasks import enqueue_on_commit
 from fleet import alerts
 from fleet.choices import DeliveryStatus, Role
-from fleet.models import AlertSubscription, ApiClient, DigestDelivery, Membership, Organisation
-from updates.enqueue import enqueue_on_commit
+from fleet.models import AlertSubscription, ApiClient, CompliancePolicy, DigestDelivery, Membership, Organisation
 
 
 def api_client_create(
@@ -334,3 +334,66 @@ def membership_sync_groups(*, user: AbstractBaseUser) -> None:
     if roles and not user.is_staff:
         user.is_staff = True
         user.save(update_fields=["is_staff"])
+
+
+@transaction.atomic
+def membership_save(*, membership: Membership) -> Membership:
+    """Adds or changes a member's role; their groups (and so their admin permissions) follow."""
+    membership.full_clean()
+    membership.save()
+    membership_sync_groups(user=membership.user)
+    return membership
+
+
+@transaction.atomic
+def memberships_delete(*, memberships: QuerySet[Membership]) -> int:
+    """Removes members from organisations; each one's groups follow their remaining memberships."""
+    users = list({membership.user for membership in memberships.select_related("user")})
+    deleted, _ = memberships.delete()
+    for user in users:
+        membership_sync_groups(user=user)
+    return deleted
+
+
+@transaction.atomic
+def api_client_update(*, api_client: ApiClient, **changes: Any) -> ApiClient:
+    """Renames a client, changes its scopes or its expiry. Its organisation and token are its for life;
+    revoking is :func:`api_client_revoke`."""
+    for field, value in changes.items():
+        setattr(api_client, field, value)
+    api_client.full_clean()
+    api_client.save(update_fields=[*changes] or None)
+    return api_client
+
+
+# --- Compliance policies ----------------------------------------------------------------------------
+
+# The devices' recompute lives above this app (devices.compliance.tasks): named, never imported.
+RECOMPUTE_ORGANISATION_TASK = "updates.recompute_organisation"
+
+
+def _recompute_organisation_after_commit(organisation_id: int, reason: str) -> None:
+    # With the broker down the change is committed anyway: the next sweep re-evaluates every device.
+    enqueue_on_commit(RECOMPUTE_ORGANISATION_TASK, organisation_id, reason, catch_up="the next sweep")
+
+
+@transaction.atomic
+def policy_save(*, policy: CompliancePolicy) -> CompliancePolicy:
+    """Adds or changes an organisation's (or a fleet's) thresholds; its devices are re-evaluated once the
+    change is committed."""
+    created = policy.pk is None
+    policy.full_clean()
+    policy.save()
+    _recompute_organisation_after_commit(policy.organisation_id, "policy created" if created else "policy changed")
+    return policy
+
+
+@transaction.atomic
+def policy_delete(*, policies: QuerySet[CompliancePolicy]) -> int:
+    """Deletes policies (their devices fall back to the organisation's, or the defaults) and re-evaluates
+    each organisation concerned once, after commit."""
+    organisation_ids = sorted(set(policies.values_list("organisation_id", flat=True)))
+    deleted, _ = policies.delete()
+    for organisation_id in organisation_ids:
+        _recompute_organisation_after_commit(organisation_id, "policy deleted")
+    return deleted

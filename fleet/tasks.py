@@ -9,23 +9,14 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError, OperationalError
 
+from common.tasks import DATABASE_RETRY
 from fleet import services
 
 logger = logging.getLogger(__name__)
 
-_DATABASE_RETRY = {
-    "acks_late": True,
-    "autoretry_for": (OperationalError, InterfaceError, DatabaseError),
-    "retry_backoff": 5,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 8,
-}
 
-
-@shared_task(name="fleet.dispatch_digests", **_DATABASE_RETRY)
+@shared_task(name="fleet.dispatch_digests", **DATABASE_RETRY)
 def dispatch_digests() -> dict:
     """Hourly (django-celery-beat): claim the period of every due subscription and enqueue its send."""
     result = services.digests_dispatch()
@@ -40,7 +31,7 @@ def dispatch_digests() -> dict:
 
 # SMTP attempts are counted on the delivery row (DIGEST_MAX_ATTEMPTS), not by Celery: its own cap only bounds
 # database-error retries and must stay above any sensible DIGEST_MAX_ATTEMPTS.
-@shared_task(name="fleet.send_digest", bind=True, **{**_DATABASE_RETRY, "max_retries": 50})
+@shared_task(name="fleet.send_digest", bind=True, **{**DATABASE_RETRY, "max_retries": 50})
 def send_digest(self, delivery_id: int) -> str:
     """Send one claimed period; an SMTP refusal retries with the backoff the service asks for (the service
     counts the attempts and gives up after DIGEST_MAX_ATTEMPTS)."""

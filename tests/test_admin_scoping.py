@@ -14,6 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from devices.compliance.rollouts import rollouts_refresh
+from devices.compliance.tallies import snapshot_statuses, tally_devices
 from devices.models import Device, ImportJob, Waiver
 from fleet.choices import Role
 from fleet.models import AlertSubscription, DigestDelivery, Organisation
@@ -32,9 +34,7 @@ from tests.factories import (
     StatusChangeFactory,
     UserFactory,
 )
-from updates.compliance import snapshot_statuses, tally_devices
 from updates.models import BuildPin, SweepRange, SweepRun
-from updates.services import rollouts_refresh
 
 ADMIN_APPS = ("fleet", "devices", "updates")
 

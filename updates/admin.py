@@ -13,7 +13,6 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from devices.models import Device
 from fleet.models import Organisation
 from fleet.scoping import (
     CatalogueAdmin,
@@ -25,7 +24,16 @@ from fleet.scoping import (
 )
 from fleet.selectors import organisation_ids_for_request
 from updates.models import BuildPin, BuildRollout, DeviceModel, Manufacturer, OSBuild, SweepRange, SweepRun
-from updates.services import build_pin, build_publish, build_revoke, build_unpin, enqueue_model_recompute
+from updates.selectors import model_active_devices
+from updates.services import (
+    build_pin,
+    build_pin_update,
+    build_publish,
+    build_revoke,
+    build_unpin,
+    build_update,
+    model_save,
+)
 
 
 @admin.register(Manufacturer)
@@ -47,10 +55,8 @@ class DeviceModelAdmin(CatalogueAdmin):
     ordering = ("manufacturer__name", "name")
 
     def save_model(self, request: HttpRequest, obj: DeviceModel, form: forms.ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        # End of support moves devices to "unsupported" (or back): re-evaluate this model's devices.
-        if change and {"security_support_until", "os_support_until"} & set(form.changed_data):
-            enqueue_model_recompute(model_id=obj.pk, reason="support dates changed")
+        # End of support moves devices to "unsupported" (or back): the service re-evaluates them.
+        model_save(model=obj, changed=form.changed_data if change else ())
 
 
 class PublishBuildForm(forms.ModelForm):
@@ -67,9 +73,7 @@ class PublishBuildForm(forms.ModelForm):
         model, released_at = cleaned.get("model"), cleaned.get("released_at")
         if self.errors or model is None or released_at is None or cleaned.get("confirm_publication"):
             return cleaned
-        devices = Device.objects.filter(model=model, retired_at__isnull=True)
-        if cleaned.get("organisation") is not None:
-            devices = devices.filter(organisation=cleaned["organisation"])
+        devices = model_active_devices(model, organisation=cleaned.get("organisation"))
         older = devices.filter(current_build__released_at__lt=released_at).count()
         raise forms.ValidationError(
             gettext(
@@ -121,9 +125,11 @@ class OSBuildAdmin(OrganisationScopedAdmin):
     def save_model(self, request: HttpRequest, obj: OSBuild, form: forms.ModelForm, change: bool) -> None:
         self.check_may_write(request, obj)
         if change:
-            super().save_model(request, obj, form, change)
-            for model_id in {obj.model_id, form.initial.get("model")} - {None}:
-                enqueue_model_recompute(model_id=model_id, reason=f"build {obj.build_number} changed")
+            changes = {
+                obj._meta.get_field(field).attname: getattr(obj, obj._meta.get_field(field).attname)
+                for field in form.changed_data
+            }
+            build_update(build=obj, previous_model_id=form.initial.get("model"), **changes)
             return
         build = build_publish(
             model=obj.model,
@@ -133,10 +139,8 @@ class OSBuildAdmin(OrganisationScopedAdmin):
             android_version=obj.android_version,
             channel=obj.channel,
             organisation=obj.organisation,
+            notes=obj.notes,
         )
-        if obj.notes:
-            build.notes = obj.notes
-            build.save(update_fields=["notes"])
         adopt_saved_instance(obj, build)
 
     def _writable(self, request: HttpRequest, queryset: models.QuerySet[OSBuild]) -> models.QuerySet[OSBuild]:
@@ -165,8 +169,8 @@ class OSBuildAdmin(OrganisationScopedAdmin):
                 % {
                     "build": build.build_number,
                     "model": build.model,
-                    "running": Device.objects.filter(model_id=build.model_id, current_build=build).count(),
-                    "evaluated": Device.objects.filter(model_id=build.model_id, retired_at__isnull=True).count(),
+                    "running": build.model.devices.filter(current_build=build).count(),
+                    "evaluated": model_active_devices(build.model).count(),
                 }
                 for build in builds
             ]
@@ -215,7 +219,7 @@ class OSBuildAdmin(OrganisationScopedAdmin):
                 messages.SUCCESS,
             )
             return None
-        devices = Device.objects.filter(model_id=build.model_id, retired_at__isnull=True)
+        devices = model_active_devices(build.model)
         consequences = [
             gettext(
                 "%(organisation)s: %(devices)d devices of %(model)s will be measured against %(build)s; %(on)d run it."
@@ -273,7 +277,7 @@ class BuildPinAdmin(OrganisationScopedAdmin):
     def save_model(self, request: HttpRequest, obj: BuildPin, form: forms.ModelForm, change: bool) -> None:
         self.check_may_write(request, obj)
         if change:
-            super().save_model(request, obj, form, change)
+            build_pin_update(pin=obj, note=obj.note)
             return
         pin = build_pin(organisation=obj.organisation, build=obj.build, pinned_by=request.user, note=obj.note)
         adopt_saved_instance(obj, pin)

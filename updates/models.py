@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -10,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from common.text import fold_key
 from updates.choices import Channel, SweepRangeStatus, SweepStatus
 
 
@@ -26,6 +29,59 @@ class Manufacturer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ModelNames:
+    """Which model a name means, under the one rule every path uses (check-ins, enrolment, the API's
+    ``model`` fields, imports), for many names at once: the catalogue's names are read once.
+
+    A name is a model's "Manufacturer Model" name, its name alone, or its slug, compared with case,
+    accents, spaces and dashes ignored ("COREZ5" = "Core-Z5" = "crosscall core z5", see
+    :func:`common.text.fold_key`). A manufacturer, when given, narrows the candidates to its models (by
+    its name or slug, folded likewise) if it names any of them. A name that several models share is
+    ambiguous: :meth:`resolve` gives None, :meth:`candidates` shows them.
+    """
+
+    def __init__(self, queryset: models.QuerySet[DeviceModel]) -> None:
+        self._folded: dict[str, set[int]] = defaultdict(set)
+        self._maker_of: dict[int, set[str]] = {}
+        rows = queryset.values_list("pk", "name", "slug", "manufacturer__name", "manufacturer__slug")
+        for pk, name, slug, maker, maker_slug in rows:
+            for text in (f"{maker} {name}", name, slug):
+                self._folded[fold_key(text)].add(pk)
+            self._maker_of[pk] = {fold_key(maker), fold_key(maker_slug)}
+
+    def candidates(self, text: str, manufacturer: str = "") -> set[int]:
+        """Ids of every model ``text`` may mean (empty: none; more than one: ambiguous)."""
+        text = str(text or "").strip()
+        if not text:
+            return set()
+        found = self._folded.get(fold_key(text), set())
+        maker = fold_key(manufacturer) if manufacturer else ""
+        if maker:
+            narrowed = {pk for pk in found if maker in self._maker_of[pk]}
+            return narrowed or found
+        return set(found)
+
+    def resolve(self, text: str, manufacturer: str = "") -> int | None:
+        """The id of the one model ``text`` means, or None (unknown or ambiguous)."""
+        found = self.candidates(text, manufacturer)
+        return next(iter(found)) if len(found) == 1 else None
+
+    def resolve_many(self, texts: Iterable[str]) -> dict[str, int | None]:
+        return {text: self.resolve(text) for text in texts}
+
+
+class DeviceModelQuerySet(models.QuerySet):
+    def names(self) -> ModelNames:
+        """The resolver of model names over these models, for resolving many names at once."""
+        return ModelNames(self)
+
+    def resolve(self, text: str, manufacturer: str = "") -> DeviceModel | None:
+        """The model ``text`` means ("Crosscall Core-Z5", "Core-Z5", "core-z5", "COREZ5"), or None when
+        it names no model or several (see :class:`ModelNames`)."""
+        pk = self.names().resolve(text, manufacturer)
+        return None if pk is None else self.select_related("manufacturer").get(pk=pk)
 
 
 class DeviceModel(models.Model):
@@ -49,6 +105,8 @@ class DeviceModel(models.Model):
         blank=True,
         help_text=_("Last day of Android version upgrades (endoflife.date's 'eoas'). Empty: not announced."),
     )
+
+    objects = DeviceModelQuerySet.as_manager()
 
     class Meta:
         ordering = ["manufacturer__name", "name"]
@@ -81,6 +139,18 @@ class DeviceModel(models.Model):
         return self.security_support_until is None or day <= self.security_support_until
 
 
+class OSBuildQuerySet(models.QuerySet):
+    def visible_to(self, organisation: models.Model | int) -> OSBuildQuerySet:
+        """The builds an organisation may run: the manufacturers' public builds and its own private ones
+        (another organisation's in-house builds are never visible)."""
+        organisation_id = getattr(organisation, "pk", organisation)
+        return self.filter(Q(organisation__isnull=True) | Q(organisation_id=organisation_id))
+
+    def private_first(self) -> OSBuildQuerySet:
+        """The organisation's private build before a public one of the same number."""
+        return self.order_by(models.F("organisation_id").desc(nulls_last=True))
+
+
 class OSBuild(models.Model):
     """One build of the OS for one model, published by its manufacturer or privately by an organisation."""
 
@@ -104,6 +174,8 @@ class OSBuild(models.Model):
     )
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
     notes = models.TextField(_("notes"), blank=True)
+
+    objects = OSBuildQuerySet.as_manager()
 
     class Meta:
         ordering = ["model", "-released_at"]
@@ -183,7 +255,7 @@ class BuildPin(models.Model):
 class BuildRollout(models.Model):
     """How many of an organisation's devices had installed a build, N days after its release.
 
-    Rewritten daily from the check-ins (``updates.services.rollouts_refresh``) for the recent builds,
+    Rewritten daily from the check-ins (``devices.compliance.rollouts.rollouts_refresh``) for the recent builds,
     so the dashboard draws the rollout curves without reading the check-in history.
     """
 

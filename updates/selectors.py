@@ -1,144 +1,20 @@
-"""Reads of the catalogue: time to patch per build, and models reaching the end of their support."""
+"""Reads of the catalogue: how far a catalogue change reaches, for the previews shown before one is made.
+
+The catalogue never imports the devices app: the devices of a model are reached through the reverse
+relation the ``Device.model`` foreign key declares (``DeviceModel.devices``).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import statistics
-from collections import defaultdict
+from django.db.models import QuerySet
 
-from django.db import connection
-from django.db.models import Count, Min, Q, QuerySet
-
-from devices.models import CheckIn, Device
-from fleet.models import CompliancePolicy
-from updates.models import DeviceModel, OSBuild
+from fleet.models import Organisation
+from updates.models import DeviceModel
 
 
-@dataclasses.dataclass(frozen=True)
-class TimeToPatch:
-    """How many devices installed a build, and how many days after its release (median, 90th percentile)."""
-
-    build_id: int
-    installed_devices: int
-    median_days: float | None
-    p90_days: float | None
-
-
-def _percentile(sorted_values: list[float], fraction: float) -> float:
-    """Linear interpolation between closest ranks: the same definition as PostgreSQL's percentile_cont."""
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    position = (len(sorted_values) - 1) * fraction
-    lower = int(position)
-    upper = min(lower + 1, len(sorted_values) - 1)
-    return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * (position - lower)
-
-
-# Reports of a build this long before its release still count (day 0: beta testers, staged rollouts). The
-# bound lets PostgreSQL read only the check-in partitions from then on; a device that reported a build only
-# earlier than this before its release is not counted.
-PRE_RELEASE_REPORTS = dt.timedelta(days=365)
-
-
-def time_to_patch(*, build_ids: list[int], organisation_id: int | None = None) -> dict[int, TimeToPatch]:
-    """For each build: the devices whose check-ins show it, and the delay from its release to each
-    device's first report of it. On PostgreSQL the percentiles are computed in the database.
-
-    The check-ins read start ``PRE_RELEASE_REPORTS`` before the oldest build's release, a value passed to
-    the query (not a subquery) so the planner prunes the check-in partitions of earlier months.
-    """
-    if not build_ids:
-        return {}
-    oldest_release = OSBuild.objects.filter(pk__in=build_ids).aggregate(oldest=Min("released_at"))["oldest"]
-    if oldest_release is None:
-        return {build_id: TimeToPatch(build_id, 0, None, None) for build_id in build_ids}
-    checkin = CheckIn._meta.db_table
-    build = OSBuild._meta.db_table
-    device = Device._meta.db_table
-    params: list = [*build_ids, oldest_release - PRE_RELEASE_REPORTS]
-    placeholders = ", ".join(["%s"] * len(build_ids))
-    org_filter = ""
-    if organisation_id is not None:
-        org_filter = f" AND c.device_id IN (SELECT id FROM {device} WHERE organisation_id = %s)"
-        params.append(organisation_id)
-    if connection.vendor == "postgresql":
-        delay = "EXTRACT(EPOCH FROM (f.first_seen - b.released_at)) / 86400.0"
-    else:
-        delay = "julianday(f.first_seen) - julianday(b.released_at)"
-    first_seen_sql = f"""
-        SELECT c.build_id, c.device_id, MIN(c.reported_at) AS first_seen
-          FROM {checkin} c
-         WHERE c.build_id IN ({placeholders}) AND c.reported_at >= %s{org_filter}
-         GROUP BY c.build_id, c.device_id
-    """
-    # A device that reported the build before its official release (a beta tester) counts as day 0.
-    delays_sql = f"""
-        SELECT f.build_id, CASE WHEN {delay} < 0 THEN 0 ELSE {delay} END AS days
-          FROM ({first_seen_sql}) f JOIN {build} b ON b.id = f.build_id
-    """
-    results: dict[int, TimeToPatch] = {}
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"""SELECT build_id, COUNT(*),
-                           percentile_cont(0.5) WITHIN GROUP (ORDER BY days),
-                           percentile_cont(0.9) WITHIN GROUP (ORDER BY days)
-                      FROM ({delays_sql}) d GROUP BY build_id""",
-                params,
-            )
-            for build_id, count, median, p90 in cursor.fetchall():
-                results[build_id] = TimeToPatch(build_id, count, float(median), float(p90))
-        else:
-            cursor.execute(delays_sql, params)
-            by_build: dict[int, list[float]] = defaultdict(list)
-            for build_id, days in cursor.fetchall():
-                by_build[build_id].append(float(days))
-            for build_id, values in by_build.items():
-                values.sort()
-                results[build_id] = TimeToPatch(
-                    build_id, len(values), statistics.median(values), _percentile(values, 0.9)
-                )
-    for build_id in build_ids:
-        results.setdefault(build_id, TimeToPatch(build_id, 0, None, None))
-    return results
-
-
-def models_reaching_end_of_support(*, organisation_id: int, today: dt.date, within_days: int) -> QuerySet[DeviceModel]:
-    """Models of the organisation's devices whose security support ends within ``within_days`` (or has
-    ended), each annotated with ``device_count`` (its active devices in the organisation)."""
-    active = Q(devices__organisation_id=organisation_id, devices__retired_at__isnull=True)
-    return (
-        DeviceModel.objects.filter(security_support_until__lte=today + dt.timedelta(days=within_days))
-        .annotate(device_count=Count("devices", filter=active))
-        .filter(device_count__gt=0)
-        .select_related("manufacturer")
-        .order_by("security_support_until")
-    )
-
-
-def models_reaching_end_of_support_by_organisation(*, today: dt.date) -> dict[int, list[dict]]:
-    """For every organisation: the models of its active devices whose security support ends within its
-    policy's warning window (or has ended), with device counts. One query, whatever the number of
-    organisations."""
-    windows = dict(
-        CompliancePolicy.objects.filter(fleet__isnull=True).values_list("organisation_id", "eos_warning_days")
-    )
-    default_window = CompliancePolicy._meta.get_field("eos_warning_days").default
-    widest = max([default_window, *windows.values()])
-    rows = (
-        Device.objects.filter(
-            retired_at__isnull=True, model__security_support_until__lte=today + dt.timedelta(days=widest)
-        )
-        .values(
-            "organisation_id", "model_id", "model__name", "model__manufacturer__name", "model__security_support_until"
-        )
-        .annotate(device_count=Count("id"))
-        .order_by("organisation_id", "model__security_support_until")
-    )
-    result: dict[int, list[dict]] = defaultdict(list)
-    for row in rows:
-        window = windows.get(row["organisation_id"], default_window)
-        if row["model__security_support_until"] <= today + dt.timedelta(days=window):
-            result[row["organisation_id"]].append(row)
-    return dict(result)
+def model_active_devices(model: DeviceModel, *, organisation: Organisation | None = None) -> QuerySet:
+    """The model's devices still in service (not retired), optionally of one organisation."""
+    devices = model.devices.filter(retired_at__isnull=True)
+    if organisation is not None:
+        devices = devices.filter(organisation=organisation)
+    return devices

@@ -5,28 +5,28 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections import defaultdict
+from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Count
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from devices.models import Device
+from common.tasks import enqueue_on_commit
 from fleet.models import Organisation
 from updates import catalogue
 from updates.choices import Channel
-from updates.enqueue import enqueue_on_commit
 from updates.models import BuildPin, DeviceModel, Manufacturer, OSBuild
+
+# The devices' recompute lives above the catalogue (devices.compliance.tasks): named, never imported.
+RECOMPUTE_MODEL_TASK = "updates.recompute_model"
 
 
 def enqueue_model_recompute(*, model_id: int, reason: str) -> None:
-    from updates.tasks import recompute_model
-
-    # With the broker down the change is committed anyway: the next sweep re-evaluates every device.
-    enqueue_on_commit(recompute_model, model_id, reason, catch_up="the next sweep")
+    """After commit, re-evaluates the devices of one model (and links those that reported a build the
+    catalogue now has). With the broker down the change is committed anyway: the next sweep catches up."""
+    enqueue_on_commit(RECOMPUTE_MODEL_TASK, model_id, reason, catch_up="the next sweep")
 
 
 @transaction.atomic
@@ -39,8 +39,10 @@ def build_publish(
     android_version: str = "",
     channel: str = Channel.STABLE,
     organisation: Organisation | None = None,
+    notes: str = "",
 ) -> OSBuild:
-    """Adds a build to the catalogue, links the devices that already reported it, and re-evaluates the model."""
+    """Adds a build to the catalogue and re-evaluates the model's devices after commit (which links those
+    that already reported this build number to it)."""
     build = OSBuild(
         model=model,
         build_number=build_number,
@@ -49,15 +51,24 @@ def build_publish(
         android_version=android_version,
         channel=channel,
         organisation=organisation,
+        notes=notes,
     )
     build.full_clean()
     build.save()
-    # Devices that reported this build number before the catalogue knew it were "unknown".
-    devices = Device.objects.filter(model=model, current_build__isnull=True, reported_build_number=build_number)
-    if organisation is not None:
-        devices = devices.filter(organisation=organisation)
-    devices.update(current_build=build)
     enqueue_model_recompute(model_id=model.pk, reason=f"build {build_number} published")
+    return build
+
+
+@transaction.atomic
+def build_update(*, build: OSBuild, previous_model_id: int | None = None, **changes: object) -> OSBuild:
+    """Corrects a published build (its number, patch level, release date, channel, notes...) and
+    re-evaluates the devices of its model, and of the model it belonged to if that changed."""
+    for field, value in changes.items():
+        setattr(build, field, value)
+    build.full_clean()
+    build.save(update_fields=[*changes] or None)
+    for model_id in sorted({build.model_id, previous_model_id} - {None}):
+        enqueue_model_recompute(model_id=model_id, reason=f"build {build.build_number} changed")
     return build
 
 
@@ -97,9 +108,29 @@ def build_pin(
 
 
 @transaction.atomic
+def build_pin_update(*, pin: BuildPin, note: str) -> BuildPin:
+    """Rewords a pin's note; pinning another build is a new pin (its grace period restarts)."""
+    pin.note = note
+    pin.full_clean()
+    pin.save(update_fields=["note"])
+    return pin
+
+
+@transaction.atomic
 def build_unpin(*, organisation: Organisation, model: DeviceModel) -> None:
     if BuildPin.objects.filter(organisation=organisation, model=model).delete()[0]:
         enqueue_model_recompute(model_id=model.pk, reason="pin removed")
+
+
+@transaction.atomic
+def model_save(*, model: DeviceModel, changed: Iterable[str] = ()) -> DeviceModel:
+    """Adds a model to the catalogue, or changes one (``changed``: the fields edited). A support date that
+    moved re-evaluates the model's devices, as :func:`model_set_support_dates` does."""
+    model.full_clean()
+    model.save()
+    if {"security_support_until", "os_support_until"} & set(changed):
+        enqueue_model_recompute(model_id=model.pk, reason="support dates changed")
+    return model
 
 
 @transaction.atomic
@@ -252,74 +283,3 @@ def _messages(error: Exception) -> str:
     if isinstance(error, ValidationError):
         return "; ".join(error.messages)
     return str(error)
-
-
-ROLLOUT_WINDOW_DAYS = 60
-
-
-@transaction.atomic
-def rollouts_refresh(*, now: dt.datetime | None = None) -> int:
-    """Rewrites the rollout curves of the builds released in the last ``ROLLOUT_WINDOW_DAYS`` days.
-
-    1. For each (build, device) the first check-in reporting it, and so the day after release it was
-       installed (a device that ran it before the release counts on day 0) — one GROUP BY over the
-       check-ins of those builds only, served by the (build, reported_at) index.
-    2. Count installs per (organisation, build, day) and accumulate them; the devices of each
-       organisation and model are the curve's 100 %.
-    3. Replace every BuildRollout row in one transaction (readers see the old curves until it commits).
-    """
-    from devices.models import CheckIn, Device
-    from updates.models import BuildRollout
-
-    now = now or timezone.now()
-    builds = {
-        build.pk: build
-        for build in OSBuild.objects.filter(
-            released_at__gte=now - dt.timedelta(days=ROLLOUT_WINDOW_DAYS), released_at__lte=now, is_revoked=False
-        ).only("pk", "model_id", "released_at")
-    }
-    BuildRollout.objects.all().delete()
-    if not builds:
-        return 0
-    if connection.vendor == "postgresql":
-        delay = "EXTRACT(EPOCH FROM (f.first_seen - b.released_at)) / 86400.0"
-    else:
-        delay = "julianday(f.first_seen) - julianday(b.released_at)"
-    placeholders = ", ".join(["%s"] * len(builds))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT f.organisation_id, f.build_id,
-                       CASE WHEN {delay} < 0 THEN 0 ELSE CAST({delay} AS INTEGER) END AS day, COUNT(*)
-                  FROM (SELECT d.organisation_id, c.build_id, c.device_id, MIN(c.reported_at) AS first_seen
-                          FROM {CheckIn._meta.db_table} c JOIN {Device._meta.db_table} d ON d.id = c.device_id
-                         WHERE c.build_id IN ({placeholders}) AND d.retired_at IS NULL
-                         GROUP BY d.organisation_id, c.build_id, c.device_id) f
-                  JOIN {OSBuild._meta.db_table} b ON b.id = f.build_id
-                 GROUP BY f.organisation_id, f.build_id, 3""",
-            list(builds),
-        )
-        per_day = cursor.fetchall()
-    eligible = {
-        (row["organisation_id"], row["model_id"]): row["n"]
-        for row in Device.objects.filter(retired_at__isnull=True, model_id__in={b.model_id for b in builds.values()})
-        .values("organisation_id", "model_id")
-        .annotate(n=Count("id"))
-    }
-    totals: dict[tuple[int, int], int] = defaultdict(int)
-    points = []
-    for organisation_id, build_id, day, count in sorted(per_day, key=lambda row: (row[0], row[1], row[2])):
-        totals[(organisation_id, build_id)] += count
-        points.append(
-            BuildRollout(
-                organisation_id=organisation_id,
-                build_id=build_id,
-                days_since_release=min(day, ROLLOUT_WINDOW_DAYS),
-                installed=totals[(organisation_id, build_id)],
-                eligible=eligible.get((organisation_id, builds[build_id].model_id), 0),
-                computed_at=now,
-            )
-        )
-    # Installs later than the window are folded into its last day, so keep one row per day.
-    unique = {(p.organisation_id, p.build_id, p.days_since_release): p for p in points}
-    BuildRollout.objects.bulk_create(unique.values(), batch_size=2000)
-    return len(unique)

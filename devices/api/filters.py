@@ -4,9 +4,9 @@ import django_filters
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from common.api.filters import BoolFilter, IdFilter, UtcDateTimeFilter
 from devices.choices import BatteryEventKind, BatteryStatus, ComplianceStatus
 from devices.models import BatteryEvent, Device
-from fleet.api.filters import BoolFilter, IdFilter, UtcDateTimeFilter
 
 
 class DeviceFilterSet(django_filters.FilterSet):

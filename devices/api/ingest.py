@@ -28,10 +28,10 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.db_router import reads_from_replica
-from devices.ingest import MAX_BATCH, ItemResult, ItemStatus, Submission, collector_paused
-from devices.models import CheckIn, Device
-from devices.reports import (
+from common.api.pagination import FleetPatchCursorPagination
+from common.db_router import reads_from_replica
+from devices.checkins.ingest import MAX_BATCH, ItemResult, ItemStatus, Submission, collector_paused
+from devices.checkins.parsers import (
     CheckInReportSerializer,
     ParsedReport,
     PayloadError,
@@ -41,8 +41,8 @@ from devices.reports import (
     parse_headwind,
     parse_native,
 )
-from devices.services import checkins_ingest_retrying
-from fleet.api.pagination import FleetPatchCursorPagination
+from devices.checkins.services import checkins_ingest_retrying
+from devices.models import CheckIn, Device
 from fleet.api.permissions import client_has_scope
 from fleet.api.views import ApiViewMixin
 from fleet.choices import Scope

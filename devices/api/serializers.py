@@ -3,8 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import Q, Value
-from django.db.models.functions import Concat
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -132,22 +131,16 @@ class FleetField(FlexibleRelatedField):
 
 
 class DeviceModelField(FlexibleRelatedField):
-    """A model by id, slug or "Manufacturer Model" name."""
+    """A model by id, or by name as check-ins and imports name it ("Manufacturer Model", name, slug)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(what=_("device model"), key=_("name"), **kwargs)
 
     def lookup(self, value: int | str) -> DeviceModel | None:
-        models = DeviceModel.objects.select_related("manufacturer")
         if isinstance(value, int):
-            return models.filter(pk=value).first()
-        value = value.strip()
-        by_name = models.annotate(full_name=Concat("manufacturer__name", Value(" "), "name")).filter(
-            Q(slug=value) | Q(full_name__iexact=value)
-        )
-        candidates = list(by_name[:2])
-        # Two makers may share a model slug: ambiguous, so the client must give the id or the full name.
-        return candidates[0] if len(candidates) == 1 else None
+            return DeviceModel.objects.select_related("manufacturer").filter(pk=value).first()
+        # The catalogue's one rule for names; a name two makers share is ambiguous (None): give the id.
+        return DeviceModel.objects.resolve(value)
 
 
 class DeviceEnrolSerializer(serializers.Serializer):
@@ -230,6 +223,13 @@ class BatteryEventCreateSerializer(serializers.Serializer):
         if value > timezone.now() + dt.timedelta(minutes=5):
             raise serializers.ValidationError(gettext("A battery event cannot be in the future."))
         return value
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs.get("kind") == BatteryEventKind.REPLACEMENT and attrs.get("health_pct") is not None:
+            raise serializers.ValidationError(
+                {"health_pct": [gettext("A replacement carries no reading; send a reading.")]}
+            )
+        return attrs
 
 
 class CountsSerializer(serializers.Serializer):

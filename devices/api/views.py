@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext
@@ -17,8 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.db_router import reads_from_replica
-from devices import services
+from common.db_router import reads_from_replica
+from devices import selectors, services
 from devices.api.filters import BatteryEventFilterSet, DeviceFilterSet
 from devices.api.serializers import (
     BatteryEventCreateSerializer,
@@ -28,16 +26,13 @@ from devices.api.serializers import (
     DeviceSerializer,
     DeviceUpdateSerializer,
 )
-from devices.choices import BatteryEventKind, BatteryStatus, ComplianceStatus
+from devices.compliance.time_to_patch import time_to_patch
 from devices.models import BatteryEvent, Device
 from fleet.api.serializers import FleetSummarySerializer
 from fleet.api.views import ApiViewMixin
 from fleet.choices import Scope
-from fleet.models import Fleet
 from updates.api.serializers import BuildSummarySerializer, TimeToPatchQuerySerializer, TimeToPatchSerializer
-from updates.api.views import builds_visible_to
-from updates.models import DeviceModel
-from updates.selectors import time_to_patch
+from updates.models import DeviceModel, OSBuild
 
 # Everything a device's representation links to, so a page is one query whatever its size.
 DEVICE_SELECT_RELATED = ("model__manufacturer", "fleet", "current_build", "latest_build")
@@ -137,32 +132,8 @@ class BatteryEventViewSet(ApiViewMixin, mixins.CreateModelMixin, viewsets.ReadOn
         """Records a replacement (resets the battery's age, health and cycles) or a health reading (scope `report`)."""
         serializer = BatteryEventCreateSerializer(data=request.data, context={"organisation_id": self.organisation_id})
         serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        kind = data.pop("kind")
-        if kind == BatteryEventKind.REPLACEMENT:
-            if data.pop("health_pct", None) is not None:
-                raise ValidationError({"health_pct": [gettext("A replacement carries no reading; send a reading.")]})
-            event = services.battery_replace(**data)
-        else:
-            event = services.battery_reading_record(**data)
+        event = services.battery_event_record(**serializer.validated_data)
         return Response(BatteryEventSerializer(event).data, status=status.HTTP_201_CREATED)
-
-
-def _empty_counts() -> dict:
-    return {
-        "total": 0,
-        "by_status": dict.fromkeys(ComplianceStatus.values, 0),
-        "by_battery_status": dict.fromkeys(BatteryStatus.values, 0),
-        "waived": 0,
-    }
-
-
-def _add(counts: dict, row: dict) -> None:
-    counts["total"] += row["n"]
-    counts["by_status"][row["compliance_status"]] += row["n"]
-    counts["by_battery_status"][row["battery_status"]] += row["n"]
-    if row["is_waived"]:
-        counts["waived"] += row["n"]
 
 
 class ComplianceSummaryView(ApiViewMixin, APIView):
@@ -171,22 +142,12 @@ class ComplianceSummaryView(ApiViewMixin, APIView):
     @extend_schema(responses={200: ComplianceSummarySerializer})
     @method_decorator(reads_from_replica)
     def get(self, request: Request) -> Response:
-        # One GROUP BY for every count, one query for the fleets' names (fleets without devices included).
-        rows = (
-            Device.objects.filter(organisation_id=self.organisation_id, retired_at__isnull=True)
-            .values("fleet_id", "compliance_status", "battery_status", "is_waived")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        organisation = _empty_counts()
-        per_fleet: dict[int | None, dict] = defaultdict(_empty_counts)
-        for row in rows:
-            _add(organisation, row)
-            _add(per_fleet[row["fleet_id"]], row)
-        fleets = Fleet.objects.filter(organisation_id=self.organisation_id).order_by("name")
-        result = [{"fleet": FleetSummarySerializer(f).data, **per_fleet.get(f.pk, _empty_counts())} for f in fleets]
-        if None in per_fleet:
-            result.append({"fleet": None, **per_fleet[None]})
+        summary = selectors.compliance_summary(organisation_id=self.organisation_id)
+        result = [
+            {"fleet": None if fleet is None else FleetSummarySerializer(fleet).data, **counts}
+            for fleet, counts in summary.fleets
+        ]
+        organisation = summary.organisation
         return Response({"organisation": organisation, "fleets": result})
 
 
@@ -199,7 +160,7 @@ class TimeToPatchView(ApiViewMixin, APIView):
                 "model",
                 {"type": "string", "minLength": 1},
                 required=True,
-                description=_("Device model: id or slug."),
+                description=_('Device model: id, slug or name ("Manufacturer Model").'),
             )
         ],
         responses={200: TimeToPatchSerializer(many=True)},
@@ -209,18 +170,20 @@ class TimeToPatchView(ApiViewMixin, APIView):
         query = TimeToPatchQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         value = query.validated_data["model"]
-        models = (
-            DeviceModel.objects.filter(pk=int(value)) if value.isdigit() else DeviceModel.objects.filter(slug=value)
-        )
-        found = list(models[:2])
+        if value.isdigit():
+            found = list(DeviceModel.objects.filter(pk=int(value)).values_list("pk", flat=True))
+        else:
+            found = list(DeviceModel.objects.names().candidates(value))
         if len(found) != 1:
             message = (
                 gettext("No device model matches %(value)s.")
                 if not found
-                else gettext("Several models have the slug %(value)s: give the id.")
+                else gettext("Several models match %(value)s: give the id.")
             )
             raise ValidationError({"model": [message % {"value": value}]})
-        builds = list(builds_visible_to(self.organisation_id).filter(model=found[0]).order_by("-released_at", "-id"))
+        builds = list(
+            OSBuild.objects.visible_to(self.organisation_id).filter(model_id=found[0]).order_by("-released_at", "-id")
+        )
         stats = time_to_patch(build_ids=[b.pk for b in builds], organisation_id=self.organisation_id)
         return Response(
             [

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import re
-import unicodedata
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -15,22 +13,8 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from common.text import fold
 from devices.validators import validate_imei
-
-
-@functools.lru_cache(maxsize=4096)
-def fold(text: str) -> str:
-    """Lower case, without accents, punctuation as single spaces: "N° de série" → "n de serie"."""
-    decomposed = unicodedata.normalize("NFKD", str(text))
-    plain = "".join(char for char in decomposed if not unicodedata.combining(char)).lower()
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", plain).split())
-
-
-@functools.lru_cache(maxsize=4096)
-def fold_key(text: str) -> str:
-    """A name with case, accents, spaces and dashes ignored ("Core-Z5" = "core z5" = "COREZ5"); "+" kept
-    as "plus" so "Fairphone 3" and "Fairphone 3+" stay distinct (as the catalogue's slugs do)."""
-    return fold(str(text).replace("+", " plus ")).replace(" ", "")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -79,22 +77,14 @@ class DeviceRow:
 
 
 class ModelCatalogue:
-    """Device models by folded name ("core z5", "crosscall core-z5" and "COREZ5" are one), loaded once."""
+    """Device models by name under the catalogue's one rule (:class:`updates.models.ModelNames`, read
+    once per file), with the import's messages for a name that is unknown or ambiguous."""
 
     def __init__(self) -> None:
-        self.by_key: dict[str, set[int]] = defaultdict(set)
-        self.by_manufacturer: dict[tuple[str, str], int] = {}
-        for pk, name, manufacturer in DeviceModel.objects.values_list("pk", "name", "manufacturer__name"):
-            self.by_key[c.fold_key(name)].add(pk)
-            self.by_key[c.fold_key(f"{manufacturer} {name}")].add(pk)
-            self.by_manufacturer[(c.fold_key(manufacturer), c.fold_key(name))] = pk
+        self.names = DeviceModel.objects.names()
 
     def resolve(self, name: str, manufacturer: str = "") -> int:
-        if manufacturer:
-            pk = self.by_manufacturer.get((c.fold_key(manufacturer), c.fold_key(name)))
-            if pk is not None:
-                return pk
-        matches = self.by_key.get(c.fold_key(name), set())
+        matches = self.names.candidates(name, manufacturer)
         if len(matches) == 1:
             return next(iter(matches))
         if matches:
@@ -248,8 +238,8 @@ def plan_chunk(rows: list[DeviceRow], *, organisation: Organisation, fleets: Fle
     builds: dict[tuple[int, str], int] = {}
     if model_ids - {None}:
         for pk, model_id, number, owner in (
-            OSBuild.objects.filter(model_id__in=model_ids - {None}, build_number__in={r.os_build for r in rows})
-            .filter(Q(organisation__isnull=True) | Q(organisation=organisation))
+            OSBuild.objects.visible_to(organisation)
+            .filter(model_id__in=model_ids - {None}, build_number__in={r.os_build for r in rows})
             .values_list("pk", "model_id", "build_number", "organisation_id")
         ):
             # A private build of the organisation wins over a public build with the same number.

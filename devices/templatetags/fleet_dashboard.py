@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 from django.utils import timezone
 
-from config.db_router import replica_reads
+from common.db_router import replica_reads
 from devices.dashboard import build_dashboard
 from fleet.models import Organisation
 from fleet.selectors import organisation_ids_for_request
@@ -24,7 +24,7 @@ def fleet_dashboard(context: template.Context) -> dict:
         return {"dashboard": None}
     chosen = request.GET.get("organisation", "")
     selected = next((o for o in organisations if str(o.pk) == chosen), organisations[0])
-    with replica_reads():  # the dashboard only reads: the replica may serve it (config.db_router)
+    with replica_reads():  # the dashboard only reads: the replica may serve it (common.db_router)
         dashboard = build_dashboard(organisation=selected, today=timezone.now().date())
     return {
         "dashboard": dashboard,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from rest_framework.throttling import SimpleRateThrottle
 
-from config.cache import CACHE_UNAVAILABLE
+from common.cache import CACHE_UNAVAILABLE
 from fleet.models import ApiClient
 
 if TYPE_CHECKING:

@@ -8,73 +8,15 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpResponseBase
 from django.utils.translation import gettext
-from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse
-from rest_framework import serializers, viewsets
+from rest_framework import viewsets
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 
-from config.db_router import replica_reads
+from common.db_router import replica_reads
 from fleet.api.filters import FleetFilterSet
 from fleet.api.serializers import FleetSerializer
 from fleet.models import ApiClient, Fleet
-
-
-# --- Schema: the Bearer scheme and the error responses every operation can give -------------------
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField(help_text=_("What went wrong, for a person to read."))
-
-
-FIELD_ERRORS = OpenApiResponse(
-    response=OpenApiTypes.OBJECT,
-    description=_(
-        'Invalid input: a map of field name to a list of reasons, e.g. `{"imei": ["..."]}` (nested for list '
-        'items), or `{"detail": "..."}` for malformed JSON.'
-    ),
-)
-
-
-class FleetPatchAutoSchema(AutoSchema):
-    """Adds the error responses every endpoint can give, so clients see their shapes in the schema."""
-
-    def _get_response_bodies(self, direction: str = "response") -> dict:
-        responses = super()._get_response_bodies(direction)
-        if direction != "response":
-            return responses
-        writes = self.method not in ("GET", "HEAD", "OPTIONS")
-        errors: dict[str, Any] = {
-            "400": FIELD_ERRORS,
-            "401": OpenApiResponse(
-                ErrorSerializer, description=gettext("No token, or an invalid, revoked or expired one.")
-            ),
-            "403": OpenApiResponse(
-                ErrorSerializer, description=gettext("The token lacks the scope this operation needs.")
-            ),
-            "404": OpenApiResponse(
-                ErrorSerializer, description=gettext("Not found, or belongs to another organisation (never 403).")
-            ),
-            "429": OpenApiResponse(
-                ErrorSerializer, description=gettext("Too many requests for this client (throttled).")
-            ),
-        }
-        errors["503"] = OpenApiResponse(
-            ErrorSerializer,
-            description=gettext(
-                "The database is unavailable for a moment (nothing was stored): retry after `Retry-After` seconds."
-            ),
-        )
-        if writes:
-            errors["413"] = OpenApiResponse(
-                ErrorSerializer, description=gettext("The request body is over the size limit.")
-            )
-        for code, response in errors.items():
-            if code not in responses:
-                responses[code] = self._get_response_for_code(response, code, direction=direction)
-        return responses
-
 
 audit_log = logging.getLogger("fleetpatch.api.audit")
 
@@ -126,7 +68,7 @@ class ApiViewMixin:
         if method not in self.http_method_names or not hasattr(self, method):
             raise MethodNotAllowed(request.method)
         super().initial(request, *args, **kwargs)
-        # Lists may be served by the read replica (config.db_router); authentication, above, stays on the
+        # Lists may be served by the read replica (common.db_router); authentication, above, stays on the
         # primary so a revoked token is refused at once.
         if getattr(self, "action", None) == "list":
             self._replica_reads = replica_reads()

@@ -10,8 +10,8 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.test import RequestFactory, override_settings
 
-from config import db_router
-from config.db_router import (
+from common import db_router
+from common.db_router import (
     PRIMARY,
     REPLICA,
     PrimaryReplicaRouter,

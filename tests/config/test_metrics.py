@@ -15,10 +15,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from devices.choices import ComplianceStatus
+from devices.compliance import tallies
 from fleet.choices import DeliveryStatus
 from fleet.models import AlertSubscription, DigestDelivery
 from tests.factories import DeviceFactory, OrganisationFactory
-from updates import compliance
 
 TOKEN = "metrics-token-for-tests-0123456789"
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def test_metrics_count_devices_by_organisation_and_status_as_of_the_last_sweep(c
     DeviceFactory(organisation=org_b, compliance_status=ComplianceStatus.SILENT)
     DeviceFactory(organisation=org_b, compliance_status=ComplianceStatus.SILENT, retired_at=timezone.now())
     swept_at = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=7)
-    compliance.tally_devices(now=swept_at)
+    tallies.tally_devices(now=swept_at)
 
     metrics = scrape(client)
 
@@ -113,7 +113,7 @@ def test_a_scrape_costs_three_queries_whatever_the_number_of_organisations(
 ) -> None:
     for index in range(12):
         DeviceFactory(organisation=OrganisationFactory(slug=f"org-{index}"))
-    compliance.tally_devices()
+    tallies.tally_devices()
 
     # The tallies, the last sweep run, the digest deliveries.
     with django_assert_max_num_queries(3):
@@ -149,7 +149,7 @@ def test_requests_are_counted_and_timed_by_view_name_not_by_path(client: Client,
 @pytest.mark.django_db
 def test_a_scraper_asking_for_openmetrics_gets_one_document(client: Client, token: str) -> None:
     DeviceFactory()
-    compliance.tally_devices()
+    tallies.tally_devices()
 
     response = client.get(
         "/metrics", HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_ACCEPT="application/openmetrics-text; version=1.0.0"

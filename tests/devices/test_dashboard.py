@@ -9,10 +9,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from devices.compliance.tallies import snapshot_statuses
 from devices.dashboard import build_dashboard
 from devices.models import ComplianceSnapshot
 from tests.factories import DeviceFactory, DeviceModelFactory, OrganisationFactory
-from updates.compliance import snapshot_statuses
 
 pytestmark = pytest.mark.django_db
 
@@ -97,7 +97,7 @@ def test_models_reaching_end_of_support_with_device_counts(org_a):
 
 
 def test_the_dashboard_reads_the_sweeps_tallies_and_says_when_they_were_computed(org_a):
-    from updates.compliance import tally_devices
+    from devices.compliance.tallies import tally_devices
 
     fleet_of(org_a, behind=2)
     tally_devices()
@@ -149,8 +149,8 @@ def test_the_dashboard_is_a_fixed_number_of_queries(admin_client, org_a, django_
 
 
 def test_rollout_curves_of_the_latest_builds_from_the_check_ins(org_a):
+    from devices.compliance.rollouts import rollouts_refresh
     from tests.factories import CheckInFactory, OSBuildFactory
-    from updates.services import rollouts_refresh
 
     now = timezone.now()
     model = DeviceModelFactory(name="Core-Z5")

@@ -10,6 +10,7 @@ import openpyxl
 import pytest
 from django.core.management import CommandError, call_command
 
+from devices.compliance import engine as compliance
 from devices.imports import columns, device_rows
 from devices.imports.reading import ImportFileError
 from devices.imports.results import Outcome, RowResult
@@ -24,7 +25,6 @@ from tests.factories import (
     ManufacturerFactory,
     OSBuildFactory,
 )
-from updates import compliance
 from updates.models import DeviceModel
 
 pytestmark = pytest.mark.django_db

@@ -10,11 +10,10 @@ import threading
 import pytest
 from django.utils import timezone
 
+from devices.checkins.ingest import ItemStatus, Submission, checkins_ingest, collector_paused
+from devices.checkins.parsers import DeviceIdentity, Report
 from devices.choices import CheckInSource, ComplianceStatus
-from devices.ingest import ItemStatus, Submission, checkins_ingest, collector_paused
 from devices.models import CheckIn, Device, StatusChange
-from devices.reports import DeviceIdentity
-from devices.services import Report, device_check_in
 from tests.factories import DeviceFactory, DeviceModelFactory, ManufacturerFactory, OrganisationFactory, OSBuildFactory
 
 pytestmark = pytest.mark.django_db
@@ -314,8 +313,10 @@ def test_a_batch_stores_timestamps_dates_and_raw_payloads_exactly_as_the_orm_wou
     device.refresh_from_db()
     assert device.last_check_in_at == at
     assert device.security_patch_level == patch_level
-    # The single-device path (the ORM) sees the very same key: the report is a duplicate, not a second row.
-    assert device_check_in(device=device, report=report(at), now=NOW).created is False
+    # Sent again (an MDM retrying), the very same key: the report is a duplicate, not a second row.
+    [again] = ingest(device.organisation, [(by_serial(device), report(at))])
+    assert again.status == ItemStatus.DUPLICATE
+    assert CheckIn.objects.filter(device=device).count() == 1
 
 
 def test_the_garbage_collector_is_paused_during_a_batch_and_left_as_it_was_found():
@@ -365,66 +366,6 @@ def test_the_number_of_statements_does_not_grow_with_the_batch(catalogue, django
 
     assert {r.status for r in results + enrolled} == {ItemStatus.CREATED}
     assert CheckIn.objects.count() == 2020
-
-
-def test_a_batch_gives_the_same_result_as_the_single_device_path_report_by_report(catalogue):
-    """The same reports, in the same order, through both paths: same check-ins, device state, statuses."""
-    model, old, new = catalogue
-    org_bulk, org_single = OrganisationFactory(), OrganisationFactory()
-    scenarios = [
-        [report(T2, "NEW.002"), report(T1, "OLD.001", battery_level_pct=10)],  # out of order
-        [report(T1, "OLD.001", security_patch_level=NOW.date() - dt.timedelta(days=200))],  # critical
-        [report(T1, "UNKNOWN.1")],  # unknown build
-        [report(T1, "NEW.002"), report(T2, "", battery_health_pct=41)],  # keeps build, battery worn
-        [report(T1, "NEW.002"), report(T1, "NEW.002")],  # duplicate
-    ]
-    bulk_devices, single_devices = [], []
-    for index, reports in enumerate(scenarios):
-        bulk_device = DeviceFactory(organisation=org_bulk, model=model, serial=f"EQ{index}")
-        single_device = DeviceFactory(organisation=org_single, model=model, serial=f"EQ{index}")
-        bulk_devices.append(bulk_device)
-        single_devices.append(single_device)
-        for rep in reports:
-            device_check_in(device=single_device, report=rep, now=NOW)
-    # One batch per "round": each report is the n-th report of its device.
-    for round_ in range(2):
-        ingest(
-            org_bulk,
-            [
-                (by_serial(d), reps[round_])
-                for d, reps in zip(bulk_devices, scenarios, strict=True)
-                if round_ < len(reps)
-            ],
-        )
-
-    compared = [
-        "current_build_id",
-        "reported_build_number",
-        "android_version",
-        "security_patch_level",
-        "last_check_in_at",
-        "battery_level_pct",
-        "battery_health_pct",
-        "battery_cycle_count",
-        "compliance_status",
-        "battery_status",
-        "behind_since",
-        "latest_build_id",
-        "builds_behind",
-    ]
-    for bulk_device, single_device in zip(bulk_devices, single_devices, strict=True):
-        bulk_device.refresh_from_db()
-        single_device.refresh_from_db()
-        assert [getattr(bulk_device, f) for f in compared] == [getattr(single_device, f) for f in compared], (
-            bulk_device.serial
-        )
-        checkin_fields = ("reported_at", "build_number", "build_id", "battery_level_pct", "security_patch_level")
-        assert list(
-            CheckIn.objects.filter(device=bulk_device).order_by("reported_at").values_list(*checkin_fields)
-        ) == (list(CheckIn.objects.filter(device=single_device).order_by("reported_at").values_list(*checkin_fields)))
-        assert list(StatusChange.objects.filter(device=bulk_device).values_list("from_status", "to_status")) == list(
-            StatusChange.objects.filter(device=single_device).values_list("from_status", "to_status")
-        )
 
 
 @pytest.mark.postgres

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from devices.models import CheckIn
-from devices.validators import luhn_is_valid, validate_imei, validate_patch_level_not_in_future
+from devices.validators import luhn_is_valid, validate_imei
 from tests.factories import (
     BatteryEventFactory,
     CheckInFactory,
@@ -18,6 +18,7 @@ from tests.factories import (
     OrganisationFactory,
     StatusChangeFactory,
 )
+from updates.validators import validate_patch_level_not_in_future
 
 pytestmark = pytest.mark.django_db
 

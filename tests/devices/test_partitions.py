@@ -13,12 +13,12 @@ from django.test.utils import CaptureQueriesContext
 from django_celery_beat.models import PeriodicTask
 
 from devices import partitions
+from devices.compliance.time_to_patch import time_to_patch
 from devices.models import CheckIn, Device, StatusChange
 from devices.selectors import device_timeline
 from devices.services import check_ins_prune
 from devices.tasks import ensure_check_in_partitions
 from tests.factories import CheckInFactory, DeviceFactory, OSBuildFactory, StatusChangeFactory
-from updates.selectors import time_to_patch
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 

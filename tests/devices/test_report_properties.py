@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
-from devices.reports import (
+from devices.checkins.parsers import (
     AMAPI_FIELDS,
     FUTURE_TOLERANCE,
     HEADWIND_FIELDS,

@@ -9,8 +9,7 @@ import json
 import pytest
 from django.utils import timezone
 
-from devices.choices import CheckInSource
-from devices.reports import (
+from devices.checkins.parsers import (
     _NATIVE,
     RAW_MAX_BYTES,
     PayloadError,
@@ -21,6 +20,7 @@ from devices.reports import (
     parse_headwind,
     parse_native,
 )
+from devices.choices import CheckInSource
 
 TODAY = timezone.now().date()
 

@@ -20,7 +20,7 @@ from fleet.choices import Role
 from fleet.models import AlertSubscription
 from tests.conftest import require_service
 from tests.factories import DeviceFactory, MembershipFactory, OrganisationFactory, StatusChangeFactory, UserFactory
-from tests.integration.services import free_port, start_celery_worker, stop_process
+from tests.integration.processes import free_port, start_celery_worker, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -95,7 +95,7 @@ def wait_for(predicate, *, timeout: float = 60, interval: float = 0.3) -> bool:
 @pytest.fixture
 def private_redis(real_services) -> Iterator:
     """A Redis server of the test's own, which it may stop (never the shared one)."""
-    from tests.integration.services import PrivateRedis
+    from tests.integration.processes import PrivateRedis
 
     require_service(shutil.which("redis-server") is not None, "redis-server is not installed")
     server = PrivateRedis()
@@ -110,7 +110,7 @@ def private_redis(real_services) -> Iterator:
 @pytest.fixture
 def private_postgres(real_services) -> Iterator:
     """A PostgreSQL cluster of the test's own (initdb in a temporary directory), which it may stop and restart."""
-    from tests.integration.services import PrivatePostgres
+    from tests.integration.processes import PrivatePostgres
 
     try:
         cluster = PrivatePostgres()

@@ -10,10 +10,10 @@ import sys
 import pytest
 from django.utils import timezone
 
+from devices.compliance.engine import recompute
 from devices.models import Device, StatusChange
 from tests.factories import DeviceFactory, DeviceModelFactory, ManufacturerFactory, OSBuildFactory
 from tests.integration.conftest import ROOT, wait_for
-from updates.compliance import recompute
 
 pytestmark = pytest.mark.integration
 

@@ -18,14 +18,14 @@ import pytest
 from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
-from devices.ingest import Submission
+from devices.checkins.ingest import Submission, checkins_ingest
+from devices.checkins.parsers import DeviceIdentity, Report
+from devices.checkins.services import checkins_ingest_retrying, is_retryable_conflict
+from devices.compliance import engine as compliance
 from devices.models import CheckIn, Device, StatusChange
-from devices.reports import DeviceIdentity
-from devices.services import Report, checkins_ingest_retrying, device_check_in, is_retryable_conflict
 from fleet.services import api_client_create
 from tests.factories import DeviceFactory, DeviceModelFactory, OrganisationFactory, OSBuildFactory
-from tests.integration.services import gunicorn, request, wait_until
-from updates import compliance
+from tests.integration.processes import gunicorn, request, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -266,9 +266,15 @@ def test_a_sweep_that_read_a_device_before_its_check_in_committed_does_not_overw
 
     def check_in() -> None:
         with transaction.atomic():
-            device_check_in(
-                device=Device.objects.get(pk=device.pk),
-                report=Report(reported_at=now, build_number=build.build_number, source="api"),
+            checkins_ingest(
+                organisation_id=device.organisation_id,
+                submissions=[
+                    Submission(
+                        DeviceIdentity(serial=device.serial),
+                        Report(reported_at=now, build_number=build.build_number, source="api"),
+                    )
+                ],
+                can_enrol=False,
                 now=now,
             )
             checked_in.set()

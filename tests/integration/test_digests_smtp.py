@@ -11,7 +11,7 @@ import pytest
 from fleet.choices import DeliveryStatus
 from fleet.models import DigestDelivery
 from tests.integration.conftest import due_subscription, wait_for
-from tests.integration.services import send_task
+from tests.integration.processes import send_task
 
 pytestmark = pytest.mark.integration
 

@@ -21,18 +21,11 @@ from django.test import Client
 from django.utils import timezone
 
 from bench.fleet_data import generate
+from devices.compliance import engine as compliance
 from devices.models import Device, StatusChange
 from fleet.services import api_client_create
 from tests.factories import DeviceFactory, DeviceModelFactory, OrganisationFactory, OSBuildFactory, UserFactory
-from tests.integration.services import (
-    gunicorn,
-    request,
-    send_task,
-    start_celery_worker,
-    stop_process,
-    wait_until,
-)
-from updates import compliance
+from tests.integration.processes import gunicorn, request, send_task, start_celery_worker, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from fleet.services import api_client_create
 from tests.conftest import require_service
 from tests.factories import DeviceFactory, DeviceModelFactory, OrganisationFactory, OSBuildFactory
 from tests.integration.conftest import ROOT
-from tests.integration.services import free_port, gunicorn
+from tests.integration.processes import free_port, gunicorn
 from tests.integration.test_scale_out import api
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -108,7 +108,13 @@ def test_fleetpatch_works_behind_pgbouncer_in_transaction_pooling_mode(real_serv
 
     # A sweep through the pooler too (Celery tasks eager in this process: same code path as a worker's).
     sweep = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", "from updates.tasks import sweep_compliance; sweep_compliance()"],
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from devices.compliance.tasks import sweep_compliance; sweep_compliance()",
+        ],
         cwd=ROOT,
         env={**env, "CELERY_TASK_ALWAYS_EAGER": "true"},
         capture_output=True,

@@ -18,7 +18,7 @@ from fleet.choices import DeliveryStatus
 from fleet.services import api_client_create
 from tests.factories import DeviceFactory, OrganisationFactory
 from tests.integration.conftest import due_subscription, flush_redis, wait_for
-from tests.integration.services import gunicorn, request, send_task, start_celery_worker, stop_process
+from tests.integration.processes import gunicorn, request, send_task, start_celery_worker, stop_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

@@ -25,6 +25,8 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from devices.compliance.rollouts import rollouts_refresh
+from devices.compliance.tallies import snapshot_statuses, tally_devices
 from devices.models import Waiver
 from fleet.choices import Role, Scope
 from fleet.models import AlertSubscription, ApiClient, DigestDelivery, Organisation
@@ -44,9 +46,7 @@ from tests.factories import (
     UserFactory,
     imei_with_check_digit,
 )
-from updates.compliance import snapshot_statuses, tally_devices
 from updates.models import BuildPin, BuildRollout
-from updates.services import rollouts_refresh
 
 MARKERS = {"a": "ALPHA", "b": "BRAVO"}
 SINGLE_SCOPES = [Scope.READ, Scope.REPORT, Scope.ENROL, Scope.CATALOGUE]

@@ -131,17 +131,21 @@ def test_a_manager_edits_their_private_build(client, manager_a, org_a, catalogue
     assert private.build_number == "MININT-14.3.3"
 
 
-def test_a_manager_publishes_a_private_build_for_their_organisation(client, manager_a, org_a, catalogue):
+def test_a_manager_publishes_a_private_build_for_their_organisation(
+    client, manager_a, org_a, catalogue, django_capture_on_commit_callbacks
+):
     device = DeviceFactory(organisation=org_a, model=catalogue["model"], reported_build_number="MININT-15.0.0")
     client.force_login(manager_a)
-    response = client.post(
-        reverse("admin:updates_osbuild_add"),
-        _build_form(catalogue["model"], organisation=org_a, build_number="MININT-15.0.0"),
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("admin:updates_osbuild_add"),
+            _build_form(catalogue["model"], organisation=org_a, build_number="MININT-15.0.0"),
+        )
     assert response.status_code == 302
     build = OSBuild.objects.get(build_number="MININT-15.0.0")
     assert build.organisation == org_a
-    # Published through the catalogue service: devices that already reported it now point at it.
+    # Published through the catalogue service: once committed, the model's recompute links the devices
+    # that already reported it.
     device.refresh_from_db()
     assert device.current_build == build
 

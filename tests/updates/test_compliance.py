@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from devices.compliance.engine import recompute
 from devices.models import Device, StatusChange
 from tests.factories import (
     CompliancePolicyFactory,
@@ -15,7 +16,6 @@ from tests.factories import (
     OrganisationFactory,
     OSBuildFactory,
 )
-from updates.compliance import recompute
 
 pytestmark = pytest.mark.django_db
 

@@ -11,11 +11,15 @@ import time_machine
 from django.db import connection, connections, transaction
 from django.db.models import Count
 
+from devices.checkins.ingest import Submission, checkins_ingest
+from devices.checkins.parsers import DeviceIdentity, Report
+from devices.compliance import engine as compliance
+from devices.compliance import tallies
+from devices.compliance.tasks import sweep_compliance
 from devices.models import Device, StatusChange
-from devices.services import Report, device_check_in, waiver_grant, waiver_revoke
+from devices.services import waiver_grant, waiver_revoke
 from tests.factories import DeviceFactory, DeviceModelFactory, FleetFactory, OrganisationFactory, OSBuildFactory
-from updates import compliance, services
-from updates.tasks import sweep_compliance
+from updates import services
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
 TODAY = NOW.date()
@@ -239,6 +243,15 @@ def test_moving_a_support_date_makes_devices_unsupported(model, build, django_ca
 
 
 # --- check-ins (inline path) ---------------------------------------------------------------------
+def check_in(device, report, now=NOW):
+    """One report through the check-in path (a batch of one, as a single API check-in is)."""
+    [result] = checkins_ingest(
+        organisation_id=device.organisation_id,
+        submissions=[Submission(DeviceIdentity(serial=device.serial), report)],
+        can_enrol=False,
+        now=now,
+    )
+    return result
 
 
 @pytest.mark.django_db
@@ -247,14 +260,11 @@ def test_a_check_in_recomputes_the_device_inline_and_records_the_transition(mode
     device = on(build)
     compliance.recompute(now=NOW)
     assert refreshed(device).compliance_status == "behind"
-    outcome = device_check_in(
-        device=device,
-        report=Report(
-            reported_at=NOW, build_number=newer.build_number, security_patch_level=newer.security_patch_level
-        ),
-        now=NOW,
+    outcome = check_in(
+        device,
+        Report(reported_at=NOW, build_number=newer.build_number, security_patch_level=newer.security_patch_level),
     )
-    assert (outcome.created, outcome.applied, outcome.compliance_status) == (True, True, "up_to_date")
+    assert (outcome.status, outcome.applied, outcome.compliance_status) == ("created", True, "up_to_date")
     change = StatusChange.objects.filter(device=device).latest("changed_at")
     assert (change.from_status, change.to_status, change.reason) == ("behind", "up_to_date", "check-in")
 
@@ -264,10 +274,8 @@ def test_an_older_report_is_kept_in_history_but_does_not_regress_the_device(mode
     newer = OSBuildFactory(model=model, released_at=days_ago(30), security_patch_level=TODAY - dt.timedelta(31))
     device = on(newer)
     Device.objects.filter(pk=device.pk).update(last_check_in_at=days_ago(1))
-    outcome = device_check_in(
-        device=device, report=Report(reported_at=days_ago(5), build_number=build.build_number), now=NOW
-    )
-    assert (outcome.created, outcome.applied) == (True, False)
+    outcome = check_in(device, Report(reported_at=days_ago(5), build_number=build.build_number))
+    assert (outcome.status, outcome.applied) == ("created", False)
     assert refreshed(device).current_build == newer
     assert device.check_ins.count() == 1
 
@@ -276,15 +284,15 @@ def test_an_older_report_is_kept_in_history_but_does_not_regress_the_device(mode
 def test_the_same_report_twice_is_stored_once(build):
     device = on(build)
     report = Report(reported_at=NOW, build_number=build.build_number)
-    assert device_check_in(device=device, report=report, now=NOW).created
-    assert not device_check_in(device=device, report=report, now=NOW).created
+    assert check_in(device, report).status == "created"
+    assert check_in(device, report).status == "duplicate"
     assert device.check_ins.count() == 1
 
 
 @pytest.mark.django_db
 def test_a_report_without_build_number_keeps_the_last_known_build(build):
     device = on(build)
-    device_check_in(device=device, report=Report(reported_at=NOW, battery_level_pct=55, source="headwind"), now=NOW)
+    check_in(device, Report(reported_at=NOW, battery_level_pct=55, source="headwind"))
     device = refreshed(device)
     assert (device.current_build, device.battery_level_pct, device.last_check_in_at) == (build, 55, NOW)
 
@@ -373,8 +381,8 @@ def test_overlapping_sweeps_record_each_transition_once(model, build):
 
 @pytest.mark.django_db
 def test_time_to_patch_gives_count_median_and_90th_percentile_days(model, build):
+    from devices.compliance.time_to_patch import time_to_patch
     from tests.factories import CheckInFactory
-    from updates.selectors import time_to_patch
 
     release = days_ago(30)
     target = OSBuildFactory(model=model, released_at=release)
@@ -391,7 +399,7 @@ def test_time_to_patch_gives_count_median_and_90th_percentile_days(model, build)
 
 @pytest.mark.django_db
 def test_models_reaching_end_of_support_within_the_warning_window(build):
-    from updates.selectors import models_reaching_end_of_support
+    from devices.selectors import models_reaching_end_of_support
 
     device = on(build)
     soon = DeviceModelFactory(security_support_until=TODAY + dt.timedelta(days=100))
@@ -420,14 +428,14 @@ def test_two_tally_rewrites_at_once_leave_one_set_of_tallies(model, build):
     from devices.models import DeviceTally
 
     _fleet_of(50, build)
-    compliance.tally_devices(now=NOW)
+    tallies.tally_devices(now=NOW)
     first_done, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
     def first() -> None:
         try:
             with transaction.atomic():
-                compliance.tally_devices(now=NOW)
+                tallies.tally_devices(now=NOW)
                 first_done.set()
                 release.wait(timeout=30)
         except BaseException as error:  # noqa: BLE001 - surfaced by the assertion below
@@ -439,7 +447,7 @@ def test_two_tally_rewrites_at_once_leave_one_set_of_tallies(model, build):
         try:
             first_done.wait(timeout=30)
             with transaction.atomic():
-                compliance.tally_devices(now=NOW)
+                tallies.tally_devices(now=NOW)
         except BaseException as error:  # noqa: BLE001
             errors.append(error)
         finally:

@@ -14,6 +14,9 @@ from django.test import Client
 from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
+from devices.compliance import engine as compliance
+from devices.compliance import sweeps, tallies
+from devices.compliance.tasks import sweep_compliance
 from devices.models import ComplianceSnapshot, Device, DeviceTally, StatusChange, Waiver
 from tests.factories import (
     CompliancePolicyFactory,
@@ -22,9 +25,7 @@ from tests.factories import (
     OrganisationFactory,
     OSBuildFactory,
 )
-from updates import compliance, sweeps
 from updates.models import SweepRange, SweepRun
-from updates.tasks import sweep_compliance
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
 TODAY = NOW.date()
@@ -131,8 +132,8 @@ def test_the_fanned_out_sweep_gives_exactly_the_same_statuses_and_status_changes
     fleet = varied_fleet()
     with transaction.atomic():
         compliance.recompute(reason="sweep")
-        compliance.snapshot_statuses()
-        compliance.tally_devices()
+        tallies.snapshot_statuses()
+        tallies.tally_devices()
         single = fleet_state()
         transaction.set_rollback(True)
     assert fleet_state()[1] == []  # back to the untouched fleet

@@ -4,7 +4,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from fleet.api.filters import BoolFilter, IdFilter, UtcDateTimeFilter
+from common.api.filters import BoolFilter, IdFilter, UtcDateTimeFilter
 from updates.choices import Channel
 from updates.models import DeviceModel, OSBuild
 

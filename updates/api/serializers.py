@@ -7,9 +7,9 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from devices.validators import validate_patch_level_not_in_future
 from updates.choices import Channel
 from updates.models import DeviceModel, Manufacturer, OSBuild
+from updates.validators import validate_patch_level_not_in_future
 
 
 class ManufacturerSerializer(serializers.ModelSerializer):
@@ -86,7 +86,7 @@ class BuildPublishSerializer(serializers.Serializer):
 
 
 class TimeToPatchQuerySerializer(serializers.Serializer):
-    model = serializers.CharField(max_length=150, help_text=_("Device model: id or slug."))
+    model = serializers.CharField(max_length=150, help_text=_('Device model: id, slug or name ("Manufacturer Model").'))
 
 
 class TimeToPatchSerializer(serializers.Serializer):

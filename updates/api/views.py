@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -17,11 +17,6 @@ from updates.api.filters import BuildFilterSet, DeviceModelFilterSet
 from updates.api.serializers import BuildPublishSerializer, BuildSerializer, DeviceModelSerializer
 from updates.models import DeviceModel, OSBuild
 from updates.services import build_publish, build_revoke
-
-
-def builds_visible_to(organisation_id: int) -> QuerySet[OSBuild]:
-    """The public catalogue and the organisation's own private builds; never another organisation's."""
-    return OSBuild.objects.filter(Q(organisation__isnull=True) | Q(organisation_id=organisation_id))
 
 
 class DeviceModelViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
@@ -43,7 +38,7 @@ class BuildViewSet(ApiViewMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModel
     queryset = OSBuild.objects.none()
 
     def get_queryset(self) -> QuerySet[OSBuild]:
-        return builds_visible_to(self.organisation_id).select_related("model__manufacturer").order_by()
+        return OSBuild.objects.visible_to(self.organisation_id).select_related("model__manufacturer").order_by()
 
     @extend_schema(request=BuildPublishSerializer, responses={201: BuildSerializer})
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:

@@ -13,9 +13,10 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from tqdm import tqdm
 
+from devices.compliance import engine as compliance
+from devices.compliance import tallies
+from devices.compliance.rollouts import rollouts_refresh
 from fleet import demo
-from updates import compliance
-from updates.services import rollouts_refresh
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -89,8 +90,8 @@ class Command(BaseCommand):
                 cursor.execute("ANALYZE devices_device, devices_checkin, fleet_organisation, fleet_fleet")
         # The demo should open on real statuses, not "unknown": one sweep, as the scheduler would run.
         evaluation = compliance.recompute(reason="demo seed")
-        compliance.snapshot_statuses()
-        compliance.tally_devices()
+        tallies.snapshot_statuses()
+        tallies.tally_devices()
         rollouts_refresh()
 
         if options["verbosity"] < 1:

@@ -1,9 +1,4 @@
-"""Admin of devices and their history, scoped to the user's organisations and cheap on big tables.
-
-Device, CheckIn and StatusChange grow with the fleet (a million devices, a check-in each per day):
-their changelists never count the whole table (:class:`fleet.scoping.LargeTableMixin`), follow an
-index in their default ordering, and search by exact identifiers that an index answers.
-"""
+"""The device pages of the admin: the list with its filters and bulk actions, the device page, its timeline."""
 
 from __future__ import annotations
 
@@ -28,31 +23,27 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from devices.admin_imports import import_urls
-from devices.choices import BatteryEventKind
-from devices.dashboard import PATCH_AGE_BUCKETS
-from devices.exports import CHECK_INS, DEVICES, STATUS_CHANGES, ExportAdminMixin
-from devices.models import BatteryEvent, CheckIn, ComplianceSnapshot, Device, DeviceTally, StatusChange, Waiver
+from devices.admin.filters import BuildFilter, EndOfSupportFilter, LastSeenFilter, PatchAgeFilter
+from devices.admin.imports import import_urls
+from devices.compliance import engine as compliance
+from devices.exports import DEVICES, ExportAdminMixin
+from devices.models import BatteryEvent, CheckIn, Device, StatusChange
 from devices.selectors import battery_health_trend, device_timeline
 from devices.services import (
-    battery_reading_record,
-    battery_replace,
+    ADMIN_FIELDS,
+    device_enrol,
+    device_update,
     devices_battery_replace,
     devices_retire,
     devices_waive,
-    waiver_grant,
-    waiver_revoke,
 )
 from fleet.scoping import (
     LargeTableMixin,
     OrganisationScopedAdmin,
-    RecordsAdmin,
     ScopedRelatedFieldListFilter,
     adopt_saved_instance,
     is_superuser,
 )
-from updates import compliance
-from updates.models import OSBuild
 
 # How much history the device page shows; the rest is one click away, filtered by device.
 RECENT_HISTORY = 20
@@ -106,28 +97,8 @@ def _changelist_of_device(model: type[models.Model], device: Device) -> str:
     return f"{reverse(f'admin:{opts.app_label}_{opts.model_name}_changelist')}?device__id__exact={device.pk}"
 
 
-def _device_filtered(request: HttpRequest) -> bool:
+def device_filtered(request: HttpRequest) -> bool:
     return "device__id__exact" in request.GET
-
-
-class ReadOnlyHistoryAdmin(RecordsAdmin):
-    """Append-only history: nobody adds or edits it here; only a superuser may delete (e.g. bad imports)."""
-
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        # Resolve the serial to ids first: "device_id IN (...)" follows the (device, time) index,
-        # where a join filtered on the serial would scan the history.
-        device_ids = list(
-            self.admin_site._registry[Device]
-            .scope_queryset(request, Device.objects.filter(serial__in={term, term.upper()}))
-            .values_list("pk", flat=True)
-        )
-        return queryset.filter(self.search_condition(term, device_ids)), False
-
-    def search_condition(self, term: str, device_ids: list[int]) -> Q:
-        return Q(device_id__in=device_ids)
 
 
 class BatteryReplacementForm(forms.Form):
@@ -157,105 +128,6 @@ class WaiverForm(forms.Form):
 
     def expires_at(self) -> dt.datetime:
         return dt.datetime.combine(self.cleaned_data["expires_on"], dt.time(), tzinfo=dt.UTC)
-
-
-class PatchAgeFilter(admin.SimpleListFilter):
-    """Security patch age buckets, as the dashboard shows them (days since the reported patch level)."""
-
-    title = _("patch age")
-    parameter_name = "patch_age"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        buckets = [(label, gettext("%(days)s days") % {"days": label}) for label, _lower, _upper in PATCH_AGE_BUCKETS]
-        return [*buckets, ("unknown", gettext("unknown"))]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        value = self.value()
-        if value == "unknown":
-            return queryset.filter(security_patch_level__isnull=True)
-        for label, lower, upper in PATCH_AGE_BUCKETS:
-            if value == label:
-                today = timezone.now().date()
-                if upper is not None:
-                    queryset = queryset.filter(security_patch_level__gte=today - dt.timedelta(days=upper))
-                if lower is not None:
-                    queryset = queryset.filter(security_patch_level__lt=today - dt.timedelta(days=lower))
-                return queryset
-        return queryset
-
-
-class LastSeenFilter(admin.SimpleListFilter):
-    """Time since the last check-in, in the buckets a manager asks about."""
-
-    title = _("last seen")
-    parameter_name = "last_seen"
-    BUCKETS = (("1d", 0, 1), ("7d", 1, 7), ("30d", 7, 30), ("older", 30, None))
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [
-            ("1d", gettext("in the last 24 hours")),
-            ("7d", gettext("1 to 7 days ago")),
-            ("30d", gettext("7 to 30 days ago")),
-            ("older", gettext("more than 30 days ago")),
-            ("never", gettext("never")),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "never":
-            return queryset.filter(last_check_in_at__isnull=True)
-        now = timezone.now()
-        for value, newer, older in self.BUCKETS:
-            if self.value() == value:
-                queryset = queryset.filter(last_check_in_at__lte=now - dt.timedelta(days=newer))
-                if older is not None:
-                    queryset = queryset.filter(last_check_in_at__gt=now - dt.timedelta(days=older))
-                return queryset
-        return queryset
-
-
-class EndOfSupportFilter(admin.SimpleListFilter):
-    """Whether the device's model still gets security updates, and for how long."""
-
-    title = _("model end of support")
-    parameter_name = "end_of_support"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [
-            ("ended", gettext("ended")),
-            ("6m", gettext("within 6 months")),
-            ("12m", gettext("within 12 months")),
-            ("later", gettext("later or not announced")),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        today = timezone.now().date()
-        value = self.value()
-        if value == "ended":
-            return queryset.filter(model__security_support_until__lt=today)
-        if value in {"6m", "12m"}:
-            horizon = today + dt.timedelta(days=183 if value == "6m" else 365)
-            return queryset.filter(model__security_support_until__gte=today, model__security_support_until__lte=horizon)
-        if value == "later":
-            horizon = today + dt.timedelta(days=365)
-            return queryset.filter(
-                Q(model__security_support_until__gt=horizon) | Q(model__security_support_until__isnull=True)
-            )
-        return queryset
-
-
-class BuildFilter(admin.SimpleListFilter):
-    """Devices running one build number (``?build=<number>``; linked from the catalogue, no sidebar list:
-    a catalogue has thousands of builds)."""
-
-    title = _("build")
-    parameter_name = "build"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        value = self.value()
-        return [(value, value)] if value else []
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(reported_build_number=self.value()) if self.value() else queryset
 
 
 @admin.register(Device)
@@ -497,9 +369,24 @@ class DeviceAdmin(ExportAdminMixin, LargeTableMixin, OrganisationScopedAdmin):
         return TemplateResponse(request, "admin/devices/device/timeline.html", context)
 
     def save_model(self, request: HttpRequest, obj: Device, form: forms.ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        # Model, channel or fleet (its policy) can move the status: recompute this device now.
-        compliance.recompute(device_ids=[obj.pk], reason="edited in the admin")
+        self.check_may_write(request, obj)
+        edited = {field: getattr(obj, field) for field in form.changed_data if field in ADMIN_FIELDS}
+        if not change:
+            device = device_enrol(
+                organisation=obj.organisation,
+                serial=obj.serial,
+                imei=obj.imei,
+                asset_tag=obj.asset_tag,
+                assignee=obj.assignee,
+                model=obj.model,
+                fleet=obj.fleet,
+                channel=obj.channel,
+            )
+            edited = {field: getattr(obj, field) for field in ("enrolled_at", "retired_at", "battery_installed_on")}
+            adopt_saved_instance(obj, device)
+        # Model, channel, fleet (its policy), dates: the service re-evaluates the device when they move it.
+        device = device_update(device=obj, allowed=ADMIN_FIELDS, reason="edited in the admin", **edited)
+        adopt_saved_instance(obj, device)
 
     @admin.display(description=_("recent check-ins"))
     def recent_check_ins(self, obj: Device) -> SafeString:
@@ -560,207 +447,3 @@ class DeviceAdmin(ExportAdminMixin, LargeTableMixin, OrganisationScopedAdmin):
             more_url=_changelist_of_device(StatusChange, obj),
             more_label=gettext("All status changes of this device"),
         )
-
-
-@admin.register(CheckIn)
-class CheckInAdmin(ExportAdminMixin, LargeTableMixin, ReadOnlyHistoryAdmin):
-    export_table = CHECK_INS
-    organisation_path = "device__organisation"
-    list_display = (
-        "reported_at",
-        "device",
-        "source",
-        "build_number",
-        "android_version",
-        "security_patch_level",
-        "battery_level_pct",
-        "battery_health_pct",
-        "received_at",
-    )
-    list_select_related = ("device",)
-    list_filter = ("source", ("device__fleet", ScopedRelatedFieldListFilter))
-    search_fields = ("build_number", "device__serial")
-    search_help_text = _("Exact build number or device serial number.")
-    # Newest received first by primary key: the table has no index on reported_at alone.
-    ordering = ("-id",)
-    sortable_by = ()
-
-    def get_ordering(self, request: HttpRequest) -> Sequence[str]:
-        # One device's timeline follows the (device, reported_at, source) unique index.
-        return ("-reported_at",) if _device_filtered(request) else self.ordering
-
-    def search_condition(self, term: str, device_ids: list[int]) -> Q:
-        # A catalogue build number resolves to build ids, answered by the (build, reported_at) index;
-        # only a number absent from the catalogue falls back to comparing the reported text.
-        build_ids = list(OSBuild.objects.filter(build_number=term).values_list("pk", flat=True))
-        if not build_ids and not device_ids:
-            return Q(build_number=term)
-        return Q(device_id__in=device_ids) | Q(build_id__in=build_ids)
-
-
-@admin.register(StatusChange)
-class StatusChangeAdmin(ExportAdminMixin, LargeTableMixin, ReadOnlyHistoryAdmin):
-    export_table = STATUS_CHANGES
-    # Denormalised on the row, so scoping needs no join to the device.
-    organisation_path = "organisation"
-    list_display = ("changed_at", "device", "organisation", "from_status", "to_status", "reason")
-    list_select_related = ("device", "organisation")
-    list_filter = ("to_status", "from_status", ("organisation", ScopedRelatedFieldListFilter))
-    search_fields = ("device__serial",)
-    search_help_text = _("Exact device serial number.")
-    # The (organisation, changed_at) index serves an organisation's newest changes.
-    ordering = ("-changed_at",)
-    sortable_by = ()
-
-
-class BatteryEventForm(forms.ModelForm):
-    class Meta:
-        model = BatteryEvent
-        fields = ("device", "kind", "occurred_at", "part_serial", "health_pct", "reason", "performed_by")
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if cleaned.get("kind") == BatteryEventKind.REPLACEMENT and cleaned.get("health_pct") is not None:
-            self.add_error("health_pct", gettext("Record the new battery's health as a separate reading."))
-        return cleaned
-
-
-@admin.register(BatteryEvent)
-class BatteryEventAdmin(OrganisationScopedAdmin):
-    organisation_path = "device__organisation"
-    form = BatteryEventForm
-    list_display = ("occurred_at", "device", "kind", "part_serial", "health_pct", "performed_by", "recorded_by")
-    list_select_related = ("device", "recorded_by")
-    list_filter = ("kind",)
-    search_fields = ("device__serial", "part_serial")
-    autocomplete_fields = ("device",)
-    ordering = ("-occurred_at", "-id")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: BatteryEvent | None = None) -> tuple[str, ...]:
-        # What happened to which device is history; a typo in the details may still be corrected.
-        return (
-            ("recorded_by", "created_at")
-            if obj is None
-            else ("device", "kind", "occurred_at", "recorded_by", "created_at")
-        )
-
-    def get_ordering(self, request: HttpRequest) -> Sequence[str]:
-        return ("-occurred_at",) if _device_filtered(request) else self.ordering
-
-    def save_model(self, request: HttpRequest, obj: BatteryEvent, form: forms.ModelForm, change: bool) -> None:
-        self.check_may_write(request, obj)
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        if obj.kind == BatteryEventKind.READING:
-            # A reading updates the device's battery health (and so its battery status): the service does it.
-            event = battery_reading_record(
-                device=obj.device,
-                occurred_at=obj.occurred_at,
-                health_pct=obj.health_pct,
-                part_serial=obj.part_serial,
-                reason=obj.reason,
-                performed_by=obj.performed_by,
-                recorded_by=request.user,
-            )
-            adopt_saved_instance(obj, event)
-            return
-        # A replacement resets the device's battery age, health and cycles: the service does all of it.
-        event = battery_replace(
-            device=obj.device,
-            occurred_at=obj.occurred_at,
-            part_serial=obj.part_serial,
-            reason=obj.reason,
-            performed_by=obj.performed_by,
-            recorded_by=request.user,
-        )
-        adopt_saved_instance(obj, event)
-
-
-@admin.register(Waiver)
-class WaiverAdmin(OrganisationScopedAdmin):
-    list_display = ("__str__", "organisation", "reason", "granted_by", "granted_at", "expires_at", "revoked_at")
-    list_select_related = ("organisation", "device", "fleet", "granted_by")
-    list_filter = (("organisation", ScopedRelatedFieldListFilter), ("revoked_at", admin.EmptyFieldListFilter))
-    search_fields = ("reason", "device__serial", "fleet__name")
-    autocomplete_fields = ("organisation", "device", "fleet")
-    ordering = ("-granted_at", "-id")
-    actions = ("revoke_selected",)
-
-    def get_fields(self, request: HttpRequest, obj: Waiver | None = None) -> tuple[str, ...]:
-        if obj is None:
-            return ("organisation", "device", "fleet", "reason", "expires_at")
-        return ("organisation", "device", "fleet", "reason", "granted_by", "granted_at", "expires_at", "revoked_at")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Waiver | None = None) -> tuple[str, ...]:
-        if obj is None:
-            return ()
-        # What a waiver covers and for how long decides alerts: changing it is a new waiver, and
-        # ending it early is the revoke action (both keep the record).
-        return ("organisation", "device", "fleet", "granted_by", "granted_at", "expires_at", "revoked_at")
-
-    # Revoking keeps the record; deleting is for a superuser cleaning up a mistake.
-    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return is_superuser(request)
-
-    def save_model(self, request: HttpRequest, obj: Waiver, form: forms.ModelForm, change: bool) -> None:
-        self.check_may_write(request, obj)
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        waiver = waiver_grant(
-            organisation=obj.organisation,
-            reason=obj.reason,
-            expires_at=obj.expires_at,
-            device=obj.device,
-            fleet=obj.fleet,
-            granted_by=request.user,
-        )
-        adopt_saved_instance(obj, waiver)
-
-    def delete_model(self, request: HttpRequest, obj: Waiver) -> None:
-        self.delete_queryset(request, Waiver.objects.filter(pk=obj.pk))
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Waiver]) -> None:
-        covered = list(queryset.values_list("device_id", "fleet_id"))
-        super().delete_queryset(request, queryset)
-        # The devices these covered may no longer be waived.
-        device_ids = [device_id for device_id, _fleet in covered if device_id]
-        if device_ids:
-            compliance.recompute(device_ids=device_ids, reason="waiver deleted")
-        for fleet_id in sorted({fleet_id for _device, fleet_id in covered if fleet_id}):
-            compliance.recompute(fleet_id=fleet_id, reason="waiver deleted")
-
-    @admin.action(description=_("Revoke selected waivers"), permissions=["change"])
-    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Waiver]) -> None:
-        revoked = 0
-        for waiver in self.scope_queryset(request, queryset, manage=True).filter(revoked_at__isnull=True):
-            waiver_revoke(waiver=waiver)
-            revoked += 1
-        self.message_user(
-            request,
-            ngettext("%(count)d waiver revoked.", "%(count)d waivers revoked.", revoked) % {"count": revoked},
-            messages.SUCCESS,
-        )
-
-
-@admin.register(ComplianceSnapshot)
-class ComplianceSnapshotAdmin(RecordsAdmin):
-    """The sweep's daily counts behind the dashboard's trend: read-only, kept for the record."""
-
-    list_display = ("day", "organisation", "status", "count")
-    list_filter = ("status", ("organisation", ScopedRelatedFieldListFilter))
-    list_select_related = ("organisation",)
-    date_hierarchy = "day"
-    ordering = ("-day", "organisation_id", "status")
-
-
-@admin.register(DeviceTally)
-class DeviceTallyAdmin(ComplianceSnapshotAdmin):
-    """The sweep's counts behind the dashboard: read-only, rewritten by every sweep."""
-
-    list_display = ("organisation", "model", "compliance_status", "battery_status", "patch_bucket", "count")
-    list_filter = ("compliance_status", "battery_status", ("organisation", ScopedRelatedFieldListFilter))
-    list_select_related = ("organisation", "model")
-    date_hierarchy = None
-    ordering = ("organisation_id", "-count")

@@ -11,28 +11,21 @@ import logging
 from celery import Task, group, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import connection
 
-from updates import compliance, sweeps
+from common.tasks import DATABASE_ERRORS, DATABASE_RETRY
+from devices.compliance import engine as compliance
+from devices.compliance import sweeps
 
 logger = logging.getLogger(__name__)
 
-_RETRY = {
-    "acks_late": True,
-    "autoretry_for": (OperationalError, InterfaceError, DatabaseError),
-    "retry_backoff": 5,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 8,
-}
 
-
-@shared_task(name="updates.sweep_compliance", bind=True, **_RETRY)
+@shared_task(name="updates.sweep_compliance", bind=True, **DATABASE_RETRY)
 def sweep_compliance(self: Task) -> dict:
     """The periodic sweep: statuses that change with the passage of time (grace, patch age, silence, support).
 
     Plans a SweepRun and sends one ``updates.sweep_range`` task per id range, as a group spread over however
-    many workers there are (see updates.sweeps). Delivered again, it resumes the same run.
+    many workers there are (see devices.compliance.sweeps). Delivered again, it resumes the same run.
     """
     run = sweeps.sweep_start(task_id=self.request.id, range_size=settings.SWEEP_RANGE_SIZE)
     ranges = sweeps.pending_ranges(run)
@@ -44,21 +37,21 @@ def sweep_compliance(self: Task) -> dict:
     return run.summary()
 
 
-@shared_task(name="updates.sweep_range", bind=True, acks_late=True, max_retries=_RETRY["max_retries"])
+@shared_task(name="updates.sweep_range", bind=True, acks_late=True, max_retries=DATABASE_RETRY["max_retries"])
 def sweep_range(self: Task, run_id: int, lo: int, hi: int) -> dict:
     """One range of a sweep, in one transaction, then an attempt to close the run; a database error retries
     this range alone, with backoff (a retry of a range already done only attempts the closing again)."""
     try:
         result = sweeps.sweep_range_run(run_id=run_id, lo=lo, hi=hi)
         sweeps.sweep_finish(run_id=run_id)
-    except (OperationalError, InterfaceError, DatabaseError) as error:
+    except DATABASE_ERRORS as error:
         final = self.request.retries >= self.max_retries
         _record_range_failure(run_id=run_id, lo=lo, hi=hi, error=error, final=final)
         if not final:
             countdown = get_exponential_backoff_interval(
-                factor=_RETRY["retry_backoff"],
+                factor=DATABASE_RETRY["retry_backoff"],
                 retries=self.request.retries,
-                maximum=_RETRY["retry_backoff_max"],
+                maximum=DATABASE_RETRY["retry_backoff_max"],
                 full_jitter=True,
             )
             raise self.retry(exc=error, countdown=countdown) from error
@@ -81,28 +74,29 @@ def _record_range_failure(*, run_id: int, lo: int, hi: int, error: BaseException
         sweeps.sweep_range_failed(run_id=run_id, lo=lo, error=error, final=final)
         if final:
             sweeps.sweep_finish(run_id=run_id)
-    except (OperationalError, InterfaceError, DatabaseError):
+    except DATABASE_ERRORS:
         logger.exception("sweep %s range %d-%d: its failure could not be recorded", run_id, lo, hi)
 
 
-@shared_task(name="updates.recompute_model", **_RETRY)
+@shared_task(name="updates.recompute_model", **DATABASE_RETRY)
 def recompute_model(model_id: int, reason: str = "catalogue") -> dict:
-    """After a catalogue change of one model: re-evaluate the devices of that model only."""
-    result = compliance.recompute(model_id=model_id, reason=reason)
+    """After a catalogue change of one model: link the devices that reported a build it now has, and
+    re-evaluate the devices of that model only (enqueued by name from ``updates.services``)."""
+    result = compliance.model_recompute(model_id=model_id, reason=reason)
     logger.info("model %s recomputed: %d devices updated", model_id, result.updated)
     return {"updated": result.updated, "transitions": dict(result.transitions)}
 
 
-@shared_task(name="updates.recompute_organisation", **_RETRY)
+@shared_task(name="updates.recompute_organisation", **DATABASE_RETRY)
 def recompute_organisation(organisation_id: int, reason: str = "policy") -> dict:
-    """After a policy change: re-evaluate one organisation's devices."""
+    """After a policy change: re-evaluate one organisation's devices (enqueued by name from ``fleet.services``)."""
     result = compliance.recompute(organisation_id=organisation_id, reason=reason)
     return {"updated": result.updated, "transitions": dict(result.transitions)}
 
 
-@shared_task(name="updates.refresh_rollouts", **_RETRY)
+@shared_task(name="updates.refresh_rollouts", **DATABASE_RETRY)
 def refresh_rollouts() -> int:
-    """Daily: the rollout curves of recent builds, from the check-ins (see updates.services.rollouts_refresh)."""
-    from updates.services import rollouts_refresh
+    """Daily: the rollout curves of recent builds, from the check-ins (see ``rollouts.rollouts_refresh``)."""
+    from devices.compliance.rollouts import rollouts_refresh
 
     return rollouts_refresh()

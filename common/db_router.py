@@ -28,7 +28,7 @@ from django.core.cache import cache
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 
-from config.cache import CACHE_UNAVAILABLE
+from common.cache import CACHE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 

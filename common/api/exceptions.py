@@ -1,6 +1,6 @@
-"""How the API says no: DRF's error shapes, a bounded JSON body, a JSON 404, and no input that ends in a 500.
+"""How the API says no: DRF's error shapes, a JSON 404, and no input that ends in a 500.
 
-Shapes (documented in README "REST API"):
+Shapes (documented in docs/api.md, "Errors"):
 
 * a field problem: ``{"field": ["reason", ...]}`` (nested for list items and nested objects);
 * anything else: ``{"detail": "reason"}``.
@@ -8,10 +8,7 @@ Shapes (documented in README "REST API"):
 
 from __future__ import annotations
 
-import codecs
 import logging
-import math
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -21,11 +18,8 @@ from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
-from rest_framework.parsers import BaseParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.utils import json
 
 logger = logging.getLogger(__name__)
 
@@ -52,79 +46,6 @@ class DatabaseUnavailable(exceptions.APIException):
 
 # Seconds a client is asked to wait before retrying after a 503 (a restart or failover takes about that).
 RETRY_AFTER_SECONDS = 10
-
-
-def max_body_bytes() -> int:
-    return settings.API_MAX_BODY_BYTES
-
-
-def _check_storable_text(data: Any) -> None:
-    """Refuses what JSON allows but a database cannot store: "\\u0000" (PostgreSQL text and jsonb reject
-    NUL) and lone surrogates such as "\\ud800" (not encodable as UTF-8). Iterative: the depth is the client's."""
-    pending = [data]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                raise ValueError(gettext("text cannot contain the NUL character (\\u0000)"))
-            item.encode("utf-8")  # UnicodeEncodeError for a lone surrogate
-
-
-def _finite_float(text: str) -> float:
-    # Python reads 1e400 as infinity, which neither PostgreSQL's jsonb nor SQLite's JSON can store.
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(gettext("the number %(number)s is out of range") % {"number": text[:40]})
-    return value
-
-
-def loads_storable_json(text: str) -> Any:
-    """JSON as the API accepts it: strict (no NaN or Infinity constants), and only what a database can
-    store. ValueError (or UnicodeError) for anything else; RecursionError when nested too deeply."""
-    data = json.loads(text, parse_constant=json.strict_constant, parse_float=_finite_float)
-    _check_storable_text(data)
-    return data
-
-
-class BoundedJSONParser(BaseParser):
-    """JSON, read from the request stream up to ``API_MAX_BODY_BYTES``; beyond it, a 413.
-
-    Not a subclass of DRF's JSONParser on purpose: for those, DRF reads ``request.body``, which applies
-    Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB, meant for forms) and answers a bare 400 page. The
-    API has its own limit, sized for bulk check-ins, and says what it is.
-    """
-
-    media_type = "application/json"
-    renderer_class = JSONRenderer
-    strict = api_settings.STRICT_JSON
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
-        limit = max_body_bytes()
-        context = parser_context or {}
-        request = context.get("request")
-        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise RequestBodyTooLarge(limit)
-        # Read one byte past the limit: a body whose Content-Length lies is caught too.
-        body = stream.read(limit + 1) if stream is not None else b""
-        if len(body) > limit:
-            raise RequestBodyTooLarge(limit)
-        if request is not None:
-            # Django's own cache of the body: request.body keeps working after the stream was consumed.
-            request._request._body = body
-        try:
-            text = codecs.decode(body, context.get("encoding", settings.DEFAULT_CHARSET))
-            data = loads_storable_json(text)
-        except (ValueError, UnicodeError, LookupError) as error:
-            raise exceptions.ParseError(gettext("Malformed JSON: %(error)s") % {"error": error}) from None
-        except RecursionError:
-            raise exceptions.ParseError(gettext("Malformed JSON: nested too deeply.")) from None
-        return data
 
 
 def _django_validation_detail(error: DjangoValidationError) -> dict | list:

@@ -1,7 +1,8 @@
 """Set-based check-in ingestion: a batch of up to 1,000 reports in a constant number of SQL statements.
 
-It applies the rules of :func:`devices.services.device_check_in` (the single-device path) to a whole
-batch: the same reports give the same check-ins, device state and compliance, whichever path they take.
+The one path that writes check-ins: a single API check-in, a bulk one, an Android Management API push
+and a Headwind report are all a batch (of one, or more), called through
+:func:`devices.checkins.services.checkins_ingest_retrying`.
 """
 
 from __future__ import annotations
@@ -10,32 +11,18 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gc
-import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import (
-    BooleanField,
-    CharField,
-    DateField,
-    DateTimeField,
-    F,
-    ForeignKey,
-    IntegerField,
-    JSONField,
-    Q,
-    Value,
-)
-from django.db.models.functions import Concat, Lower
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from common import bulk
+from devices.checkins.parsers import DeviceIdentity, Report
 from devices.choices import ComplianceStatus
+from devices.compliance import engine as compliance
 from devices.models import CheckIn, Device
-from devices.reports import DeviceIdentity
-from devices.services import Report
-from updates import compliance
 from updates.models import DeviceModel, OSBuild
 
 MAX_BATCH = 1000
@@ -208,9 +195,10 @@ def checkins_ingest(
     # 6. Compliance.
     touched = sorted({device_of[i]["id"] for i in valid})
     compliance.recompute(device_ids=touched, now=now, reason="check-in")
-    id_in, id_params = _in("id", touched)
+    id_in, id_params = bulk.sql_in("id", touched)
     statuses = {
-        row["id"]: row["compliance_status"] for row in _select(Device, ("id", "compliance_status"), id_in, id_params)
+        row["id"]: row["compliance_status"]
+        for row in bulk.select_rows(Device, ("id", "compliance_status"), id_in, id_params)
     }
 
     for i in valid:
@@ -238,11 +226,11 @@ def _resolve_devices(organisation_id: int, identities: Sequence[DeviceIdentity])
     clauses, params = [], []
     for column, values in (("serial", serials), ("imei", imeis)):
         if values:
-            sql, value_params = _in(column, values)
+            sql, value_params = bulk.sql_in(column, values)
             clauses.append(sql)
             params.extend(value_params)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    rows = _select(
+    rows = bulk.select_rows(
         Device,
         _DEVICE_VALUES,
         f"organisation_id = %s AND ({' OR '.join(clauses)}) ORDER BY id{lock}",
@@ -270,28 +258,6 @@ def _match(devices: dict[str, dict[str, dict]], identity: DeviceIdentity) -> tup
 
 
 # --- 2. Enrolment ----------------------------------------------------------------------------------
-def _resolve_models(names: set[str]) -> dict[str, int | None]:
-    """Model names, lower-cased, to a model id: "Manufacturer Model", the model's name or its slug.
-    A name two models share (same model name at two manufacturers) resolves to None: unknown."""
-    if not names:
-        return {}
-    rows = (
-        DeviceModel.objects.annotate(
-            full=Lower(Concat(F("manufacturer__name"), Value(" "), F("name"), output_field=CharField())),
-            lname=Lower("name"),
-            lslug=Lower("slug"),
-        )
-        .filter(Q(full__in=names) | Q(lname__in=names) | Q(lslug__in=names))
-        .values_list("pk", "full", "lname", "lslug")
-    )
-    matches: dict[str, set[int]] = {}
-    for pk, *keys in rows:
-        for key in keys:
-            if key in names:
-                matches.setdefault(key, set()).add(pk)
-    return {name: (next(iter(ids)) if len(ids) == 1 else None) for name, ids in matches.items()}
-
-
 def _enrol(
     organisation_id: int, identities: Sequence[DeviceIdentity], devices: dict[str, dict[str, dict]], *, now: dt.datetime
 ) -> dict[str, dict]:
@@ -306,10 +272,11 @@ def _enrol(
             wanted[identity.serial] = dataclasses.replace(identity, imei=imei)
     if not wanted:
         return {}
-    models = _resolve_models({name.lower() for i in wanted.values() for name in i.model_names})
+    # The catalogue's one rule for model names (one SELECT); a name several models share is skipped.
+    names = DeviceModel.objects.names()
 
     def model_of(identity: DeviceIdentity) -> int | None:
-        return next((models[n.lower()] for n in identity.model_names if models.get(n.lower())), None)
+        return next((pk for name in identity.model_names if (pk := names.resolve(name)) is not None), None)
 
     # Built as model instances so every column gets the model's default, new columns included.
     fields = [f for f in Device._meta.concrete_fields if not f.primary_key]
@@ -324,7 +291,7 @@ def _enrol(
             status_since=now,
         )
         rows.append({f.name: getattr(device, f.attname) for f in fields})
-    returned = _insert_returning(
+    returned = bulk.insert_returning(
         Device,
         rows,
         # A no-op update rather than DO NOTHING: the row a concurrent batch enrolled first is returned too.
@@ -340,8 +307,8 @@ def _resolve_builds(organisation_id: int, wanted: set[tuple[int | None, str]]) -
     if not pairs:
         return {}
     rows = (
-        OSBuild.objects.filter(model_id__in={m for m, _ in pairs}, build_number__in={n for _, n in pairs})
-        .filter(Q(organisation__isnull=True) | Q(organisation_id=organisation_id))
+        OSBuild.objects.visible_to(organisation_id)
+        .filter(model_id__in={m for m, _ in pairs}, build_number__in={n for _, n in pairs})
         .values_list("pk", "model_id", "build_number", "organisation_id")
     )
     builds: dict[tuple[int, str], tuple[int, bool]] = {}
@@ -382,115 +349,13 @@ def _insert_check_ins(rows: Sequence[tuple[Report, int, int | None]], *, now: dt
         # As a rule a device reports once per batch: its id alone then names the row, and no timestamp
         # per row has to come back and be parsed (the driver's slowest loader).
         position = {device_id: n for n, device_id in enumerate(device_ids)}
-        returned = _insert_returning(CheckIn, values, conflict=conflict, returning=("device_id",))
+        returned = bulk.insert_returning(CheckIn, values, conflict=conflict, returning=("device_id",))
         return {position[row["device_id"]] for row in returned}
     position = {(device_id, report.reported_at, report.source): n for n, (report, device_id, _) in enumerate(rows)}
-    returned = _insert_returning(CheckIn, values, conflict=conflict, returning=("device_id", "reported_at", "source"))
-    return {position[(row["device_id"], row["reported_at"], row["source"])] for row in returned}
-
-
-def _insert_returning(model: type, rows: Sequence[dict], *, conflict: str, returning: Sequence[str]) -> list[dict]:
-    """One ``INSERT ... ON CONFLICT ... RETURNING`` of many rows (PostgreSQL, SQLite >= 3.35).
-
-    On PostgreSQL the rows travel as one JSON document read back with ``json_to_recordset``: a single text
-    parameter that the stdlib's C encoder writes in a few milliseconds, where array parameters cost psycopg
-    a Python call (and a regex escape) per value - a third of a batch's time. On SQLite, one ``VALUES``
-    list, values prepared by each field's ``get_db_prep_save`` as the ORM would. Returned values are
-    converted back as the ORM does (aware datetimes on both databases).
-    """
-    opts = model._meta
-    quote = connection.ops.quote_name
-    fields = [opts.get_field(name) for name in rows[0]]
-    columns = ", ".join(quote(f.column) for f in fields)
-    if connection.vendor == "postgresql":
-        params: list[Any] = [_json_document(fields, rows)]
-        record = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in fields)
-        source = f"SELECT {columns} FROM json_to_recordset(%s::json) AS v({record})"
-    else:
-        params = [field.get_db_prep_save(row[field.name], connection) for row in rows for field in fields]
-        placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        source = f"VALUES {', '.join([placeholders] * len(rows))}"
-    returned_fields = [opts.get_field(name) for name in returning]
-    sql = (
-        f"INSERT INTO {quote(opts.db_table)} ({columns}) {source} "
-        f"ON CONFLICT {conflict} RETURNING {', '.join(quote(f.column) for f in returned_fields)}"
+    returned = bulk.insert_returning(
+        CheckIn, values, conflict=conflict, returning=("device_id", "reported_at", "source")
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        fetched = cursor.fetchall()
-    return _converted(model, returning, fetched)
-
-
-def _json_document(fields: Sequence[Any], rows: Sequence[dict]) -> str:
-    """The rows as one JSON array of objects keyed by column, for ``json_to_recordset``.
-
-    Dates and datetimes as ISO 8601 (aware datetimes keep their offset, so the session's time zone
-    plays no part); a JSON column's value nested as it is; any other field through its
-    ``get_db_prep_save``, as text when JSON has no type for what it returns. Built column by column:
-    a thousand rows of a dozen values, where a Python step per value shows.
-    """
-    columns = []
-    for field in fields:
-        values = [row[field.name] for row in rows]
-        if isinstance(field, DateTimeField | DateField):
-            values = [None if value is None else value.isoformat() for value in values]
-        elif not isinstance(field, (JSONField, *_PLAIN_FIELDS)):
-            values = [_prepared(field, value) for value in values]
-        columns.append(values)
-    names = [field.column for field in fields]
-    return _dumps([dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)])
-
-
-def _dumps(document: Any) -> str:
-    # Compact and unescaped: the smallest text for PostgreSQL to read, at the encoder's usual speed.
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-
-
-def _prepared(field: Any, value: Any) -> Any:
-    value = field.get_db_prep_save(value, connection)
-    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
-
-
-def _converted(model: type, names: Sequence[str], fetched: Sequence[tuple]) -> list[dict]:
-    """Rows as dicts, each value converted from the database as the ORM would (aware datetimes...)."""
-    opts = model._meta
-    fields = [opts.get_field(name) for name in names]
-    columns = [f.get_col(opts.db_table) for f in fields]
-    converters = [
-        [*connection.ops.get_db_converters(col), *f.get_db_converters(connection)]
-        for f, col in zip(fields, columns, strict=True)
-    ]
-    if not any(converters):
-        # The common case on PostgreSQL, whose driver already returns what the ORM would.
-        return [dict(zip(names, row, strict=True)) for row in fetched]
-    out = []
-    for row in fetched:
-        converted = {}
-        for name, col, value, funcs in zip(names, columns, row, converters, strict=True):
-            for func in funcs:
-                value = func(value, col, connection)
-            converted[name] = value
-        out.append(converted)
-    return out
-
-
-def _in(column: str, values: Sequence[Any]) -> tuple[str, list]:
-    """``column IN (...)``: on PostgreSQL one array parameter (``= ANY``), not one parameter per value,
-    which psycopg would have to splice into the statement one by one."""
-    if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s)", [list(values)]
-    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
-
-
-def _select(model: type, names: Sequence[str], where: str, params: Sequence[Any]) -> list[dict]:
-    opts = model._meta
-    columns = ", ".join(connection.ops.quote_name(opts.get_field(n).column) for n in names)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns} FROM {connection.ops.quote_name(opts.db_table)} WHERE {where}", params)
-        return _converted(model, names, cursor.fetchall())
-
-
-_PLAIN_FIELDS = (CharField, IntegerField, DateTimeField, DateField, BooleanField, ForeignKey)
+    return {position[(row["device_id"], row["reported_at"], row["source"])] for row in returned}
 
 
 # --- 5. Device state -------------------------------------------------------------------------------
@@ -557,7 +422,7 @@ def _update_devices(states: dict[int, tuple[dt.datetime, dict]]) -> set[int]:
     if postgres:
         # One JSON document, as for the inserts; the rows keep their id order.
         columns = [column for column, _ in _UPDATE_COLUMNS]
-        params: list[Any] = [_dumps([dict(zip(columns, row, strict=True)) for row in rows])]
+        params: list[Any] = [bulk.dumps([dict(zip(columns, row, strict=True)) for row in rows])]
         record = ", ".join(f"{column} {pg_type}" for column, pg_type in _UPDATE_COLUMNS)
         values = f"SELECT {names} FROM json_to_recordset(%s::json) AS r({record})"
     else:

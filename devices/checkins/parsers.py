@@ -1,5 +1,5 @@
 """Check-in reports as MDMs send them (FleetPatch's own format, Android Management API, Headwind MDM),
-parsed into :class:`devices.services.Report` plus the device's identity, with per-field errors.
+parsed into :class:`devices.checkins.parsers.Report` plus the device's identity, with per-field errors.
 
 Every format is first mapped onto the native field names, then validated by one serializer, so the
 rules (an IMEI's check digit, a patch level not in the future...) are the same whatever the source.
@@ -26,10 +26,10 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
+from common.api.parsers import loads_storable_json
 from devices.choices import CheckInSource
-from devices.services import Report
-from devices.validators import luhn_is_valid, validate_imei, validate_patch_level_not_in_future
-from fleet.api.errors import loads_storable_json
+from devices.validators import luhn_is_valid, validate_imei
+from updates.validators import validate_patch_level_not_in_future
 
 # A report may say it was taken a little after the server's clock: device clocks drift.
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
@@ -39,6 +39,22 @@ RAW_MAX_BYTES = 16 * 1024
 SECRET_KEY_PARTS = ("token", "secret", "password", "passwd", "authorization", "apikey", "credential", "cookie")
 
 NON_FIELD = api_settings.NON_FIELD_ERRORS_KEY
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """One validated check-in report, whatever format it arrived in."""
+
+    reported_at: dt.datetime
+    source: str = CheckInSource.API
+    build_number: str = ""
+    android_version: str = ""
+    security_patch_level: dt.date | None = None
+    battery_level_pct: int | None = None
+    battery_health_pct: int | None = None
+    battery_cycle_count: int | None = None
+    agent_version: str = ""
+    raw: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from devices.choices import BatteryStatus, ComplianceStatus
@@ -353,6 +353,35 @@ def recompute(
     return _write_sqlite(f"WITH {ctes} {computed}", params)
 
 
+@transaction.atomic
+def model_recompute(*, model_id: int, reason: str = "catalogue", now: dt.datetime | None = None) -> RecomputeResult:
+    """After a catalogue change of one model (a build published, revoked or pinned, support dates moved):
+
+    1. devices of the model that reported a build number the catalogue did not know yet are linked to the
+       build it now has (their organisation's private build first), in one UPDATE;
+    2. the model's devices are re-evaluated.
+    """
+    link_reported_builds(model_id=model_id)
+    return recompute(model_id=model_id, now=now, reason=reason)
+
+
+def link_reported_builds(*, model_id: int) -> int:
+    """Links the devices of a model whose reported build number had no catalogue build to the build of
+    that number they may run (see ``OSBuild.objects.visible_to``), if there is one now; returns how many."""
+    build = (
+        OSBuild.objects.visible_to(OuterRef("organisation_id"))
+        .filter(model_id=OuterRef("model_id"), build_number=OuterRef("reported_build_number"))
+        .private_first()
+        .values("pk")[:1]
+    )
+    return (
+        Device.objects.filter(model_id=model_id, current_build__isnull=True)
+        .exclude(reported_build_number="")
+        .filter(Exists(build))
+        .update(current_build=Subquery(build))
+    )
+
+
 def _write_postgres(ctes: str, computed: str, params: dict) -> RecomputeResult:
     t = _tables()
     statement = f"""
@@ -442,84 +471,3 @@ def _write_sqlite(computed: str, params: dict) -> RecomputeResult:
     result.updated = len(rows)
     result.transitions.update(r["new_status"] for r in transitions)
     return result
-
-
-@transaction.atomic
-def snapshot_statuses(*, today: dt.date | None = None) -> int:
-    """Records today's device count per (organisation, status), replacing today's earlier figures.
-
-    The dashboard's 90-day trend reads these few rows per day instead of replaying the status history.
-    Two statements whatever the fleet size; returns the number of rows written.
-    """
-    from devices.models import ComplianceSnapshot
-
-    today = today or timezone.now().date()
-    table = ComplianceSnapshot._meta.db_table
-    day = today.isoformat() if connection.vendor == "sqlite" else today
-    with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE day = %s", [day])
-        cursor.execute(
-            f"""INSERT INTO {table} (organisation_id, day, status, count)
-                SELECT organisation_id, %s, compliance_status, COUNT(*)
-                  FROM {Device._meta.db_table}
-                 WHERE retired_at IS NULL
-                 GROUP BY organisation_id, compliance_status""",
-            [day],
-        )
-        return cursor.rowcount
-
-
-# Patch age buckets of the dashboard: label and upper bound in days (inclusive); None is "older".
-PATCH_BUCKETS = (("0-30", 30), ("31-60", 60), ("61-90", 90), ("91-180", 180), ("180+", None))
-
-
-@transaction.atomic
-def tally_devices(*, organisation_id: int | None = None, now: dt.datetime | None = None) -> int:
-    """Rewrites the dashboard's tallies (all organisations, or one): one GROUP BY over the active devices.
-
-    Readers see the previous tallies until this transaction commits, never a half-written set.
-    """
-    from devices.models import DeviceTally
-
-    now = now or timezone.now()
-    today = now.date()
-    sqlite = connection.vendor == "sqlite"
-    params: dict = {"now": connection.ops.adapt_datetimefield_value(now) if sqlite else now}
-    whens = []
-    for index, (label, upper) in enumerate(PATCH_BUCKETS):
-        if upper is None:
-            whens.append(f"ELSE '{label}'")
-        else:
-            cutoff = today - dt.timedelta(days=upper)
-            params[f"bucket_{index}"] = cutoff.isoformat() if sqlite else cutoff
-            whens.append(f"WHEN d.security_patch_level >= %(bucket_{index})s THEN '{label}'")
-    bucket = f"CASE WHEN d.security_patch_level IS NULL THEN 'unknown' {' '.join(whens)} END"
-    on_target = (
-        "CASE WHEN d.current_build_id IS NOT NULL AND d.latest_build_id IS NOT NULL AND d.builds_behind = 0"
-        f" AND d.compliance_status <> '{ComplianceStatus.UNKNOWN}' THEN %(true)s ELSE %(false)s END"
-    )
-    params |= {"true": True, "false": False}
-    table = DeviceTally._meta.db_table
-    scope, delete_scope = "", ""
-    if organisation_id is not None:
-        params["organisation_id"] = organisation_id
-        scope = " AND d.organisation_id = %(organisation_id)s"
-        delete_scope = " WHERE organisation_id = %(organisation_id)s"
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # Two rewrites at once (two sweeps finishing together) would each delete only the rows they could
-            # see and both insert: one rewrite at a time; readers are not blocked (SQLite: IMMEDIATE already).
-            cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
-        cursor.execute(f"DELETE FROM {table}{delete_scope}", params if delete_scope else None)
-        cursor.execute(
-            f"""INSERT INTO {table} (organisation_id, model_id, compliance_status, battery_status, patch_bucket,
-                                     on_target, is_waived, count, computed_at)
-                SELECT d.organisation_id, d.model_id, d.compliance_status, d.battery_status, {bucket},
-                       {on_target}, d.is_waived, COUNT(*), %(now)s
-                  FROM {Device._meta.db_table} d
-                 WHERE d.retired_at IS NULL{scope}
-                 GROUP BY d.organisation_id, d.model_id, d.compliance_status, d.battery_status, {bucket},
-                          {on_target}, d.is_waived""",
-            params,
-        )
-        return cursor.rowcount

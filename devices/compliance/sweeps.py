@@ -1,7 +1,7 @@
 """The periodic sweep, fanned out: the fleet split into id ranges, each recomputed in its own transaction.
 
 A sweep is a :class:`~updates.models.SweepRun` with one :class:`~updates.models.SweepRange` row per range.
-The Celery tasks (``updates.tasks``) are thin: ``sweep_compliance`` calls :func:`sweep_start` and sends one
+The Celery tasks (``devices.compliance.tasks``) are thin: ``sweep_compliance`` calls :func:`sweep_start` and sends one
 ``sweep_range`` task per pending range as a group; each calls :func:`sweep_range_run` then :func:`sweep_finish`.
 
 1. :func:`sweep_start` reads ``MIN(id)`` and ``MAX(id)`` of the devices (two index lookups) and cuts that
@@ -29,8 +29,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, Max, Min, OuterRef, Sum
 from django.utils import timezone
 
+from devices.compliance import engine as compliance
+from devices.compliance import tallies
 from devices.models import Device
-from updates import compliance
 from updates.choices import SweepRangeStatus, SweepStatus
 from updates.models import SweepRange, SweepRun
 
@@ -122,8 +123,8 @@ def sweep_finish(*, run_id: int) -> SweepRun | None:
             transitions.update(counts)
         run.devices_updated = run.ranges.aggregate(total=Sum("devices_updated"))["total"] or 0
         run.transitions = dict(sorted(transitions.items()))
-        compliance.snapshot_statuses()
-        compliance.tally_devices()
+        tallies.snapshot_statuses()
+        tallies.tally_devices()
         run.status = (
             SweepStatus.FAILED
             if run.ranges.filter(status=SweepRangeStatus.FAILED).exists()

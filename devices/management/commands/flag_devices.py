@@ -9,9 +9,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from devices.choices import ComplianceStatus
+from devices.compliance import engine as compliance
+from devices.compliance import tallies
+from devices.selectors import models_reaching_end_of_support_by_organisation
 from fleet.models import Organisation
-from updates import compliance
-from updates.selectors import models_reaching_end_of_support_by_organisation
 
 
 class Command(BaseCommand):
@@ -26,8 +27,8 @@ class Command(BaseCommand):
             organisation_id = Organisation.objects.values_list("pk", flat=True).get(slug=options["organisation"])
         started = time.monotonic()
         result = compliance.recompute(organisation_id=organisation_id, reason="sweep (flag_devices)")
-        compliance.snapshot_statuses()
-        compliance.tally_devices()
+        tallies.snapshot_statuses()
+        tallies.tally_devices()
         self.stdout.write(
             _("%(updated)d devices updated, %(transitions)d changed status, in %(seconds).1f s.")
             % {

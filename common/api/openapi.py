@@ -1,0 +1,64 @@
+"""OpenAPI helpers: the error responses every operation can give, so clients see their shapes in the schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text=_("What went wrong, for a person to read."))
+
+
+FIELD_ERRORS = OpenApiResponse(
+    response=OpenApiTypes.OBJECT,
+    description=_(
+        'Invalid input: a map of field name to a list of reasons, e.g. `{"imei": ["..."]}` (nested for list '
+        'items), or `{"detail": "..."}` for malformed JSON.'
+    ),
+)
+
+
+class FleetPatchAutoSchema(AutoSchema):
+    """Adds the error responses every endpoint can give, so clients see their shapes in the schema."""
+
+    def _get_response_bodies(self, direction: str = "response") -> dict:
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        writes = self.method not in ("GET", "HEAD", "OPTIONS")
+        errors: dict[str, Any] = {
+            "400": FIELD_ERRORS,
+            "401": OpenApiResponse(
+                ErrorSerializer, description=gettext("No token, or an invalid, revoked or expired one.")
+            ),
+            "403": OpenApiResponse(
+                ErrorSerializer, description=gettext("The token lacks the scope this operation needs.")
+            ),
+            "404": OpenApiResponse(
+                ErrorSerializer, description=gettext("Not found, or belongs to another organisation (never 403).")
+            ),
+            "429": OpenApiResponse(
+                ErrorSerializer, description=gettext("Too many requests for this client (throttled).")
+            ),
+        }
+        errors["503"] = OpenApiResponse(
+            ErrorSerializer,
+            description=gettext(
+                "The database is unavailable for a moment (nothing was stored): retry after `Retry-After` seconds."
+            ),
+        )
+        if writes:
+            errors["413"] = OpenApiResponse(
+                ErrorSerializer, description=gettext("The request body is over the size limit.")
+            )
+        for code, response in errors.items():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(response, code, direction=direction)
+        return responses

@@ -1,0 +1,19 @@
+"""Field validators of the catalogue's notions, shared by what devices report: security patch levels."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+def validate_patch_level_not_in_future(value: dt.date) -> None:
+    # One day of slack: a device west of UTC reports "today" before UTC's midnight.
+    if value > timezone.now().date() + dt.timedelta(days=1):
+        raise ValidationError(
+            _("A security patch level cannot be in the future (%(value)s)."),
+            code="patch_level_future",
+            params={"value": value},
+        )
