@@ -1,4 +1,5 @@
-"""bench/soak.py's judgements: what counts as memory growth and what counts as an error in a process's log.
+"""The soak's judgements (bench/soaking/verdicts.py): what counts as memory growth and what counts as an error
+in a process's log.
 
 The soak itself runs in CI (.ci/run) against the real stack; these pin its verdicts on known inputs, so a soak
 that passes is one that would have failed on a leak, a worker timeout or a leaked secret.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.soak import log_errors, memory_verdict
+from bench.soaking.verdicts import log_errors, memory_verdict
 
 MIB = 1024  # the series are in KiB, as /proc/<pid>/status gives VmRSS
 
