@@ -6,7 +6,7 @@ Usage (from the project's root; PostgreSQL must answer, the database is dropped 
 
 Prints devices/s and check-ins/s and writes them to ``bench/results/seed_demo.json``. Unless ``--skip-bulk-create``,
 it then measures the same seed written with ``bulk_create`` instead of ``COPY`` on a fresh database again: that is
-the measurement behind ``fleet.demo``'s choice of ``COPY``.
+the measurement behind the demo seed's choice of ``COPY``.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def main() -> int:
     from django.core.management import call_command
     from django.db import connection
 
+    from demo import organisations as demo
     from devices.models import CheckIn, Device
-    from fleet import demo
 
     def measure() -> dict[str, object]:
         recreate_database(args.database_url)

@@ -13,10 +13,10 @@ from django.core.management.base import CommandError
 from django.db.models import F, Model
 from django.utils import timezone
 
+from demo import organisations as demo
 from devices.choices import BatteryEventKind, CheckInSource
 from devices.models import BatteryEvent, CheckIn, Device
 from devices.validators import validate_imei
-from fleet import demo
 from fleet.models import CompliancePolicy, Fleet, Organisation
 from updates.choices import Channel
 from updates.models import DeviceModel, OSBuild

@@ -1,4 +1,4 @@
-"""``manage.py seed_demo``: create (or complete) the demo fleet; see ``fleet.demo`` for what it contains."""
+"""``manage.py seed_demo``: create (or complete) the demo fleet; see ``demo`` for what it contains."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from tqdm import tqdm
 
-from fleet import demo
+from demo import organisations as demo
 from updates import compliance
 from updates.services import rollouts_refresh
 
