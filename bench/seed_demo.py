@@ -6,7 +6,7 @@ Usage (from the project's root; PostgreSQL must answer, the database is dropped 
 
 Prints devices/s and check-ins/s and writes them to ``bench/results/seed_demo.json``. Unless ``--skip-bulk-create``,
 it then measures the same seed written with ``bulk_create`` instead of ``COPY`` on a fresh database again: that is
-the measurement behind ``fleet.demo``'s choice of ``COPY``.
+the measurement behind ``demo.bulk``'s choice of ``COPY``.
 """
 
 from __future__ import annotations
@@ -61,17 +61,18 @@ def main() -> int:
     from django.core.management import call_command
     from django.db import connection
 
+    from demo import bulk
+    from demo.services import seed_demo
     from devices.models import CheckIn, Device
-    from fleet import demo
 
     def measure() -> dict[str, object]:
         recreate_database(args.database_url)
         call_command("migrate", verbosity=0)
         started = time.perf_counter()
-        first = demo.seed_demo(devices=args.devices, organisations=args.organisations)
+        first = seed_demo(devices=args.devices, organisations=args.organisations)
         seconds = time.perf_counter() - started
         started = time.perf_counter()
-        second = demo.seed_demo(devices=args.devices, organisations=args.organisations)
+        second = seed_demo(devices=args.devices, organisations=args.organisations)
         rerun_seconds = time.perf_counter() - started
         devices, check_ins = first.created.get(Device, 0), first.created.get(CheckIn, 0)
         connection.close()
@@ -96,7 +97,7 @@ def main() -> int:
         f"rerun {figures['rerun_seconds']} s creating {figures['rerun_rows_created']} rows"
     )
     if not args.skip_bulk_create:
-        demo.COPY_ON_POSTGRESQL = False
+        bulk.COPY_ON_POSTGRESQL = False
         figures["with_bulk_create_instead_of_copy"] = bulk = measure()
         print(
             f"bulk_create: {bulk['seconds']} s: {bulk['devices_per_second']} devices/s, "

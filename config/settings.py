@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "updates",
     "fleet",
     "devices",
+    "demo",
 ]
 
 MIDDLEWARE = [

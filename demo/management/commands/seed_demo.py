@@ -1,4 +1,4 @@
-"""``manage.py seed_demo``: create (or complete) the demo fleet; see ``fleet.demo`` for what it contains."""
+"""``manage.py seed_demo``: create (or complete) the demo fleet; see ``demo.services`` for what it contains."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.db import connection
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from tqdm import tqdm
 
+from demo.base import DEFAULT_DEVICES, DEFAULT_ORGANISATIONS, DEFAULT_SEED, SEEDED_MODELS
+from demo.bulk import analyze_tables
+from demo.services import seed_demo
 from devices.compliance import engine as compliance
 from devices.compliance import tallies
 from devices.compliance.rollouts import rollouts_refresh
-from fleet import demo
+from devices.models import CheckIn, Device
+from fleet.models import Fleet, Organisation
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -44,19 +47,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--devices",
             type=_at_least(0),
-            default=demo.DEFAULT_DEVICES,
+            default=DEFAULT_DEVICES,
             help=_("Number of devices in the demo fleet (default %(default)s)."),
         )
         parser.add_argument(
             "--organisations",
             type=_at_least(1),
-            default=demo.DEFAULT_ORGANISATIONS,
+            default=DEFAULT_ORGANISATIONS,
             help=_("Number of organisations, the ministry first (default %(default)s)."),
         )
         parser.add_argument(
             "--seed",
             type=int,
-            default=demo.DEFAULT_SEED,
+            default=DEFAULT_SEED,
             help=_("Seed of the random generator: the same seed gives the same devices (default %(default)s)."),
         )
 
@@ -79,15 +82,13 @@ class Command(BaseCommand):
             bars[0].update(done)
 
         try:
-            result = demo.seed_demo(devices=devices, organisations=organisations, seed=seed, progress=on_batch)
+            result = seed_demo(devices=devices, organisations=organisations, seed=seed, progress=on_batch)
         finally:
             for bar in bars:
                 bar.close()
-        if connection.vendor == "postgresql":
-            # Fresh statistics for the rows just copied in, before anything plans a query on them: the planner
-            # otherwise plans the first sweep for empty tables (autovacuum's analyse comes later, if it is on).
-            with connection.cursor() as cursor:
-                cursor.execute("ANALYZE devices_device, devices_checkin, fleet_organisation, fleet_fleet")
+        # Fresh statistics for the rows just copied in, before anything plans a query on them: the planner
+        # otherwise plans the first sweep for empty tables (autovacuum's analyse comes later, if it is on).
+        analyze_tables([Device, CheckIn, Organisation, Fleet])
         # The demo should open on real statuses, not "unknown": one sweep, as the scheduler would run.
         evaluation = compliance.recompute(reason="demo seed")
         tallies.snapshot_statuses()
@@ -100,7 +101,7 @@ class Command(BaseCommand):
             gettext("Demo fleet: %(devices)d devices over %(organisations)d organisations (seed %(seed)d).")
             % {"devices": devices, "organisations": organisations, "seed": seed}
         )
-        for model in demo.SEEDED_MODELS:
+        for model in SEEDED_MODELS:
             self.stdout.write(
                 gettext("  %(table)s: %(created)d created, %(total)d in all")
                 % {

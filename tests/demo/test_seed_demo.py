@@ -13,10 +13,12 @@ from django.core.management.base import CommandError
 from django.db.models import F, Model
 from django.utils import timezone
 
+from demo.base import SEEDED_MODELS
+from demo.organisations import MINISTRY_SLUG, demo_organisations
+from demo.services import seed_demo
 from devices.choices import BatteryEventKind, CheckInSource
 from devices.models import BatteryEvent, CheckIn, Device
 from devices.validators import validate_imei
-from fleet import demo
 from fleet.models import CompliancePolicy, Fleet, Organisation
 from updates.choices import Channel
 from updates.models import DeviceModel, OSBuild
@@ -42,7 +44,7 @@ def seed(devices: int = DEVICES, organisations: int = 3, *extra: str) -> str:
 
 
 def counts() -> dict[type[Model], int]:
-    return {model: model._default_manager.count() for model in demo.SEEDED_MODELS}
+    return {model: model._default_manager.count() for model in SEEDED_MODELS}
 
 
 def reported(output: str) -> dict[str, tuple[int, int]]:
@@ -60,7 +62,7 @@ def output() -> str:
 
 @pytest.fixture
 def ministry(output: str) -> Organisation:
-    return Organisation.objects.get(slug=demo.MINISTRY_SLUG)
+    return Organisation.objects.get(slug=MINISTRY_SLUG)
 
 
 def test_the_summary_names_each_table_and_matches_what_is_in_the_database(output: str) -> None:
@@ -259,7 +261,7 @@ def test_the_same_seed_builds_the_same_fleet_and_another_seed_a_different_one(db
     fields = ("serial", "imei", "model__slug", "fleet__slug", "reported_build_number", "last_check_in_at", "assignee")
 
     def fleet_with(seed_value: int) -> list[tuple]:
-        demo.seed_demo(devices=80, seed=seed_value, now=now)
+        seed_demo(devices=80, seed=seed_value, now=now)
         snapshot = list(Device.objects.order_by("serial").values_list(*fields))
         Device.objects.all().delete()
         return snapshot
@@ -275,7 +277,7 @@ def test_seeding_writes_in_bulk(django_assert_max_num_queries) -> None:
     # A save() per row would be well over a thousand queries here; SQLite's bulk inserts split at 999 parameters.
     # (A few queries per organisation too: its manager, membership, role group and subscription.)
     with django_assert_max_num_queries(80):
-        demo.seed_demo(devices=DEVICES)
+        seed_demo(devices=DEVICES)
     assert Device.objects.count() == DEVICES
 
 
@@ -288,14 +290,14 @@ def test_the_command_refuses_impossible_numbers(db: None, option: tuple[str, str
 
 def test_with_one_organisation_the_ministry_holds_every_device(db: None) -> None:
     seed(40, 1)
-    assert Organisation.objects.get().slug == demo.MINISTRY_SLUG
+    assert Organisation.objects.get().slug == MINISTRY_SLUG
     assert Device.objects.count() == 40
 
 
 def test_beyond_the_named_companies_every_organisation_still_gets_fleets_policies_and_devices(db: None) -> None:
     seed(400, 9)
     organisations = Organisation.objects.all()
-    assert set(demo.demo_organisations(9)) == set(organisations)
+    assert set(demo_organisations(9)) == set(organisations)
     assert len(organisations) == 9
     for organisation in organisations:
         assert organisation.devices.exists()
