@@ -37,10 +37,11 @@ from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 from psycopg import sql
 
+from alerts.models import AlertSubscription
 from devices.choices import BatteryEventKind, CheckInSource
 from devices.models import BatteryEvent, CheckIn, Device
 from fleet.choices import Role
-from fleet.models import AlertSubscription, CompliancePolicy, Fleet, Membership, Organisation
+from fleet.models import CompliancePolicy, Fleet, Membership, Organisation
 from fleet.services import membership_sync_groups
 from updates.choices import Channel
 from updates.models import DeviceModel, Manufacturer, OSBuild

@@ -14,9 +14,9 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from alerts.choices import DeliveryStatus
+from alerts.models import AlertSubscription, DigestDelivery
 from devices.choices import ComplianceStatus
-from fleet.choices import DeliveryStatus
-from fleet.models import AlertSubscription, DigestDelivery
 from tests.factories import DeviceFactory, OrganisationFactory
 from updates import compliance
 

@@ -1,4 +1,4 @@
-"""Celery tasks of the email digests: thin wrappers that take ids and call ``fleet.services``.
+"""Celery tasks of the email digests: thin wrappers that take ids and call ``alerts.services``.
 
 Both may run twice (beat firing twice, ``acks_late`` redelivery after a worker crash): the dispatcher's insert
 is keyed on (subscription, period) and a send starts by claiming its row, so a digest still goes out once.
@@ -11,7 +11,7 @@ import logging
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from fleet import services
+from alerts import services
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ _DATABASE_RETRY = {
 }
 
 
+# The names keep their "fleet." prefix from before the move: beat's rows in the database and
+# CELERY_TASK_ROUTES name the tasks, and messages already queued must still find them.
 @shared_task(name="fleet.dispatch_digests", **_DATABASE_RETRY)
 def dispatch_digests() -> dict:
     """Hourly (django-celery-beat): claim the period of every due subscription and enqueue its send."""
