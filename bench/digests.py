@@ -90,12 +90,13 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
+    from alerts.choices import DeliveryStatus
+    from alerts.models import AlertSubscription, DigestDelivery
+    from alerts.services import digest_delivery_send, digests_dispatch
     from bench.fleet_data import generate
     from devices.compliance.engine import recompute
     from devices.models import Device, StatusChange
-    from fleet.choices import DeliveryStatus
-    from fleet.models import AlertSubscription, DigestDelivery, Organisation
-    from fleet.services import digest_delivery_send, digests_dispatch
+    from fleet.models import Organisation
 
     call_command("migrate", verbosity=0)
     now = timezone.now().replace(second=0, microsecond=0)

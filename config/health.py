@@ -184,10 +184,10 @@ class FleetCollector:
     """
 
     def collect(self) -> Iterator[Metric]:
+        from alerts.choices import DeliveryStatus
+        from alerts.models import DigestDelivery
         from devices.choices import BatteryStatus, ComplianceStatus
         from devices.models import DeviceTally
-        from fleet.choices import DeliveryStatus
-        from fleet.models import DigestDelivery
 
         devices = GaugeMetricFamily(
             "fleetpatch_devices",

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "updates",
     "fleet",
     "devices",
+    "alerts",
     "demo",
 ]
 
@@ -230,7 +231,7 @@ CELERY_TASK_ROUTES = {
     "devices.prune_check_ins": {"queue": "sweep"},
     "devices.ensure_check_in_partitions": {"queue": "sweep"},
     "devices.*_import": {"queue": "ingest"},
-    # Mail.
+    # Mail: the digest tasks of alerts.tasks, still named "fleet.*" (beat's rows in the database name them).
     "fleet.*": {"queue": "alerts"},
 }
 CELERY_TIMEZONE = "UTC"
@@ -340,7 +341,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
 # Where links in emails and printed messages point to.
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
-# Email digests (fleet.alerts): rows listed per section before the "and N more" link, how a failed SMTP send
+# Email digests (alerts): rows listed per section before the "and N more" link, how a failed SMTP send
 # is retried, and when a worker's claim on a digest is considered lost (it is then never resent: at most once).
 DIGEST_MAX_ROWS = env.int("DIGEST_MAX_ROWS", default=50)
 DIGEST_MAX_ATTEMPTS = env.int("DIGEST_MAX_ATTEMPTS", default=6)

@@ -30,7 +30,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
     path("admin/", admin.site.urls),
-    path("alerts/", include("fleet.urls")),
+    path("alerts/", include("alerts.urls")),
     path("api/v1/", include(api_v1)),
     # Last: anything else under /api/ is a JSON 404, like the API's own 404s. [\s\S], not ".": a path may
     # hold an encoded newline (%0A), which "." does not match, and Django's HTML 404 would answer.

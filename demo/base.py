@@ -11,8 +11,9 @@ from typing import TypeVar
 
 from django.db import models
 
+from alerts.models import AlertSubscription
 from devices.models import BatteryEvent, CheckIn, Device
-from fleet.models import AlertSubscription, CompliancePolicy, Fleet, Membership, Organisation
+from fleet.models import CompliancePolicy, Fleet, Membership, Organisation
 from updates.models import DeviceModel, Manufacturer, OSBuild
 
 DEFAULT_DEVICES = 5000

@@ -16,10 +16,11 @@ from django.contrib.auth import get_user_model
 from django.db import models
 from django.utils.translation import gettext
 
+from alerts.models import AlertSubscription
 from demo.base import DEFAULT_ORGANISATIONS, SeedResult, add_months, ensure, moment, month_starts
 from demo.catalogue import android_on, ensure_builds, revoke_one, unique_numbers
 from fleet.choices import Role
-from fleet.models import AlertSubscription, CompliancePolicy, Fleet, Membership, Organisation
+from fleet.models import CompliancePolicy, Fleet, Membership, Organisation
 from fleet.services import membership_sync_groups
 from updates.models import DeviceModel, OSBuild
 

@@ -14,30 +14,3 @@ class Scope(models.TextChoices):
     REPORT = "report", _("Report check-ins")
     ENROL = "enrol", _("Enrol devices")
     CATALOGUE = "catalogue", _("Publish models and builds")
-
-
-class DigestFrequency(models.TextChoices):
-    DAILY = "daily", _("Daily")
-    WEEKLY = "weekly", _("Weekly")
-    CRON = "cron", _("Cron expression")
-
-
-class Weekday(models.IntegerChoices):
-    MONDAY = 0, _("Monday")
-    TUESDAY = 1, _("Tuesday")
-    WEDNESDAY = 2, _("Wednesday")
-    THURSDAY = 3, _("Thursday")
-    FRIDAY = 4, _("Friday")
-    SATURDAY = 5, _("Saturday")
-    SUNDAY = 6, _("Sunday")
-
-
-class DeliveryStatus(models.TextChoices):
-    """The life of one digest period: claimed by the dispatcher, held by one worker while it sends, then settled."""
-
-    CLAIMED = "claimed", _("Claimed, waiting for a worker")
-    SENDING = "sending", _("Being sent")
-    RETRYING = "retrying", _("Send failed, will retry")
-    SENT = "sent", _("Sent")
-    FAILED = "failed", _("Failed")
-    SKIPPED_EMPTY = "skipped_empty", _("Skipped: nothing new")

@@ -14,11 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from alerts.models import AlertSubscription, DigestDelivery
 from devices.compliance.rollouts import rollouts_refresh
 from devices.compliance.tallies import snapshot_statuses, tally_devices
 from devices.models import Device, ImportJob, Waiver
 from fleet.choices import Role
-from fleet.models import AlertSubscription, DigestDelivery, Organisation
+from fleet.models import Organisation
 from fleet.selectors import organisation_ids_for_request, organisation_ids_for_user
 from tests.factories import (
     ApiClientFactory,
@@ -36,7 +37,7 @@ from tests.factories import (
 )
 from updates.models import BuildPin, SweepRange, SweepRun
 
-ADMIN_APPS = ("fleet", "devices", "updates")
+ADMIN_APPS = ("fleet", "devices", "updates", "alerts")
 
 
 def _url(model: type, view: str, *args: object) -> str:
@@ -348,7 +349,7 @@ def test_staff_user_without_membership_gets_no_app_on_the_index(client, staff_wi
 def test_a_member_sees_the_fleet_devices_and_catalogue_apps_but_not_the_accounts(client, viewer_a, world):
     client.force_login(viewer_a)
     app_labels = {app["app_label"] for app in client.get(reverse("admin:index")).context["app_list"]}
-    assert app_labels == {"fleet", "devices", "updates"}
+    assert app_labels == {"fleet", "devices", "updates", "alerts"}
 
 
 def test_manager_of_a_who_only_views_c_may_change_as_devices_but_not_cs(client, manager_a, world):

@@ -10,9 +10,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from alerts import digests
+from alerts.models import AlertSubscription
 from devices.models import DeviceTally
-from fleet import alerts
-from fleet.models import AlertSubscription
 from fleet.scoping import CappedCountPaginator
 from tests.factories import DeviceModelFactory
 
@@ -57,7 +57,7 @@ def test_the_device_list_says_more_than_ten_thousand_with_a_separator(client, ma
     assert f"10{NBSP}000" in page
 
 
-def _digest(org_a, language: str) -> alerts.RenderedDigest:
+def _digest(org_a, language: str) -> digests.RenderedDigest:
     subscription = AlertSubscription(
         organisation=org_a,
         name="Matin",
@@ -70,15 +70,15 @@ def _digest(org_a, language: str) -> alerts.RenderedDigest:
     subscription.full_clean()
     subscription.save()
     with translation.override(language):
-        digest = alerts.build_digest(subscription, window_start=SEND - dt.timedelta(days=1), window_end=SEND)
+        digest = digests.build_digest(subscription, window_start=SEND - dt.timedelta(days=1), window_end=SEND)
         # Figures of a big organisation, without creating 12,345 devices: the rendering is what is tested.
         digest = dataclasses.replace(
             digest,
             status_counts=[
-                alerts.StatusCount("behind", "behind", 12345, 1234),
+                digests.StatusCount("behind", "behind", 12345, 1234),
                 *digest.status_counts[1:],
             ],
-            sections=[alerts.Section(status="behind", title="behind", total=12345, rows=[], more_url="https://x/")],
+            sections=[digests.Section(status="behind", title="behind", total=12345, rows=[], more_url="https://x/")],
             end_of_support=[
                 {
                     "model": "Crosscall Core-Z5",
@@ -89,7 +89,7 @@ def _digest(org_a, language: str) -> alerts.RenderedDigest:
                 }
             ],
         )
-    return alerts.render_digest(digest, recipients=["ops@example.org"])
+    return digests.render_digest(digest, recipients=["ops@example.org"])
 
 
 def test_a_french_digest_writes_numbers_and_dates_the_french_way(org_a):

@@ -44,8 +44,9 @@ def prepare(args: argparse.Namespace) -> tuple[list[Organisation], dict[int, tup
     from django.utils import timezone
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+    from alerts.models import AlertSubscription
     from devices.models import Device
-    from fleet.models import AlertSubscription, Membership, Role
+    from fleet.models import Membership, Role
     from fleet.models import Organisation as OrganisationModel
     from fleet.services import api_client_create
     from updates.models import OSBuild
@@ -127,9 +128,9 @@ def outcome_counts(started_at: Any) -> dict[str, int]:
     """What the stack did since it started (priming and load), read from the database."""
     from django.db import connection
 
+    from alerts.choices import DeliveryStatus
+    from alerts.models import DigestDelivery
     from devices.models import CheckIn, StatusChange
-    from fleet.choices import DeliveryStatus
-    from fleet.models import DigestDelivery
 
     counts = {
         "check_ins_stored": CheckIn.objects.filter(received_at__gte=started_at).count(),

@@ -9,9 +9,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from alerts.models import AlertSubscription
 from devices.models import DeviceTally
 from fleet.choices import Role
-from fleet.models import AlertSubscription
 from tests.browser.conftest import ARTIFACTS, screenshot
 from tests.factories import DeviceFactory, FleetFactory, MembershipFactory, StatusChangeFactory, UserFactory
 
@@ -129,7 +129,7 @@ def test_a_french_digest_reads_in_french_in_chromium(french_page, live_server, c
     page.click("input[type=submit]")
     page.wait_for_selector("#fleet-dashboard")
 
-    page.goto(f"{live_server.url}{reverse('admin:fleet_alertsubscription_preview', args=[subscription.pk])}")
+    page.goto(f"{live_server.url}{reverse('admin:alerts_alertsubscription_preview', args=[subscription.pk])}")
     assert page.locator("html").get_attribute("lang") == "fr"
     assert_french(
         page.locator("body").text_content(),

@@ -14,10 +14,10 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from alerts.choices import DeliveryStatus
+from alerts.models import AlertSubscription, DigestDelivery
 from devices.choices import ComplianceStatus
 from devices.compliance import tallies
-from fleet.choices import DeliveryStatus
-from fleet.models import AlertSubscription, DigestDelivery
 from tests.factories import DeviceFactory, OrganisationFactory
 
 TOKEN = "metrics-token-for-tests-0123456789"

@@ -16,8 +16,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from alerts.models import AlertSubscription
 from fleet.choices import Role
-from fleet.models import AlertSubscription
 from tests.conftest import require_service
 from tests.factories import DeviceFactory, MembershipFactory, OrganisationFactory, StatusChangeFactory, UserFactory
 from tests.integration.processes import free_port, start_celery_worker, stop_process

@@ -8,8 +8,8 @@ import email.policy
 
 import pytest
 
-from fleet.choices import DeliveryStatus
-from fleet.models import DigestDelivery
+from alerts.choices import DeliveryStatus
+from alerts.models import DigestDelivery
 from tests.integration.conftest import due_subscription, wait_for
 from tests.integration.processes import send_task
 

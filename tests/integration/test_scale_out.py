@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from fleet.choices import DeliveryStatus
+from alerts.choices import DeliveryStatus
 from fleet.services import api_client_create
 from tests.factories import DeviceFactory, OrganisationFactory
 from tests.integration.conftest import due_subscription, flush_redis, wait_for

@@ -25,11 +25,12 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from alerts.models import AlertSubscription, DigestDelivery
 from devices.compliance.rollouts import rollouts_refresh
 from devices.compliance.tallies import snapshot_statuses, tally_devices
 from devices.models import Waiver
 from fleet.choices import Role, Scope
-from fleet.models import AlertSubscription, ApiClient, DigestDelivery, Organisation
+from fleet.models import ApiClient, Organisation
 from fleet.scoping import OrganisationScopedAdmin
 from fleet.services import api_client_create, membership_sync_groups
 from tests.factories import (
@@ -273,7 +274,7 @@ def organisation_rows(organisation: Organisation) -> dict[str, list[dict]]:
         snapshot[import_jobs._meta.label] = list(
             import_jobs.objects.filter(organisation=organisation).order_by("pk").values()
         )
-    snapshot["fleet.AlertSubscription.fleets"] = list(
+    snapshot["alerts.AlertSubscription.fleets"] = list(
         AlertSubscription.fleets.through.objects.filter(alertsubscription__organisation=organisation)
         .order_by("pk")
         .values()

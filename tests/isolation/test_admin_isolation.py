@@ -64,8 +64,8 @@ ADMIN = {
     "fleet.membership": tenant("membership", MANAGER, MANAGER, MANAGER),
     "fleet.compliancepolicy": tenant("policy", MANAGER, MANAGER, MANAGER),
     "fleet.apiclient": tenant("api_client", MANAGER, MANAGER, MANAGER),
-    "fleet.alertsubscription": tenant("subscription", MANAGER, MANAGER, MANAGER),
-    "fleet.digestdelivery": tenant("delivery", *READ_ONLY_RECORDS),
+    "alerts.alertsubscription": tenant("subscription", MANAGER, MANAGER, MANAGER),
+    "alerts.digestdelivery": tenant("delivery", *READ_ONLY_RECORDS),
     "devices.device": tenant("device", MANAGER, MANAGER, MANAGER),
     "devices.checkin": tenant("check_in", *READ_ONLY_RECORDS),
     "devices.statuschange": tenant("status_change", *READ_ONLY_RECORDS),
@@ -95,7 +95,7 @@ TENANT_MODELS = sorted(label for label, expect in ADMIN.items() if expect.kind =
 
 #: Views a ModelAdmin adds with get_urls: "object" views take a row's id, "export" views the changelist's filters.
 CUSTOM_VIEWS = {
-    "admin:fleet_alertsubscription_preview": ("fleet.alertsubscription", "object"),
+    "admin:alerts_alertsubscription_preview": ("alerts.alertsubscription", "object"),
     "admin:devices_device_timeline": ("devices.device", "object"),
     "admin:devices_device_export": ("devices.device", "export"),
     "admin:devices_device_export_xlsx": ("devices.device", "export"),
@@ -132,9 +132,9 @@ ACTIONS = {
     ("fleet.compliancepolicy", "delete_selected"): "delete",
     ("fleet.apiclient", "delete_selected"): "delete",
     ("fleet.apiclient", "revoke_selected"): "change",
-    ("fleet.alertsubscription", "delete_selected"): "delete",
-    ("fleet.alertsubscription", "send_test_digest"): "view",
-    ("fleet.digestdelivery", "delete_selected"): "delete",
+    ("alerts.alertsubscription", "delete_selected"): "delete",
+    ("alerts.alertsubscription", "send_test_digest"): "view",
+    ("alerts.digestdelivery", "delete_selected"): "delete",
     ("devices.device", "export_csv"): "view",
     ("devices.device", "export_xlsx"): "view",
     ("devices.device", "grant_waiver"): "change",
@@ -464,12 +464,12 @@ FOREIGN_FORMS = [
         "organisation",
     ),
     (
-        "fleet.alertsubscription",
+        "alerts.alertsubscription",
         "add",
         lambda w: {"organisation": w.a.org.pk, "name": "Sneaky", "fleets": [w.b.fleet.pk]},
         "fleets",
     ),
-    ("fleet.alertsubscription", "add", lambda w: {"organisation": w.b.org.pk, "name": "Sneaky"}, "organisation"),
+    ("alerts.alertsubscription", "add", lambda w: {"organisation": w.b.org.pk, "name": "Sneaky"}, "organisation"),
     (
         "devices.batteryevent",
         "add",
@@ -580,7 +580,7 @@ def test_site_pages_show_nothing_of_the_other_organisation(world, persona):
         f"{reverse('admin:index')}?organisation={world.org(foreign).org.pk}",
         reverse("admin:password_change"),
         reverse("admin:jsi18n"),
-        *(reverse("admin:app_list", args=[app]) for app in ("fleet", "devices", "updates")),
+        *(reverse("admin:app_list", args=[app]) for app in ("fleet", "devices", "updates", "alerts")),
     ]
     for page in pages:
         response = client.get(page)

@@ -10,8 +10,8 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from fleet import alerts, services
-from fleet.models import AlertSubscription
+from alerts import digests, services
+from alerts.models import AlertSubscription
 
 
 class Command(BaseCommand):
@@ -84,7 +84,7 @@ class Command(BaseCommand):
                 )
                 continue
             window_start, previous_counts = services.digest_window_start(subscription, period)
-            recipients = alerts.digest_recipients(subscription)
+            recipients = digests.digest_recipients(subscription)
             digest, rendered, _message = services.digest_message(
                 subscription,
                 window_start=window_start,

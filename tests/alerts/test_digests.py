@@ -15,11 +15,12 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import translation
 
+from alerts import digests
+from alerts.choices import DeliveryStatus, DigestFrequency
+from alerts.models import AlertSubscription, DigestDelivery
+from alerts.services import digest_delivery_send, digests_dispatch, subscription_unsubscribe
 from devices.models import Waiver
-from fleet import alerts
-from fleet.choices import DeliveryStatus, DigestFrequency, Role
-from fleet.models import AlertSubscription, DigestDelivery
-from fleet.services import digest_delivery_send, digests_dispatch, subscription_unsubscribe
+from fleet.choices import Role
 from tests.factories import (
     DeviceFactory,
     DeviceModelFactory,
@@ -97,14 +98,14 @@ def fleet_of_a(org_a, org_b):
     return {"north": north, "south": south, **devices}
 
 
-def build(subscription: AlertSubscription, **kwargs) -> alerts.Digest:
+def build(subscription: AlertSubscription, **kwargs) -> digests.Digest:
     kwargs.setdefault("window_start", PREVIOUS_SEND)
     kwargs.setdefault("window_end", WINTER_SEND)
     with translation.override(subscription.language):
-        return alerts.build_digest(subscription, **kwargs)
+        return digests.build_digest(subscription, **kwargs)
 
 
-def serials(section: alerts.Section) -> list[str]:
+def serials(section: digests.Section) -> list[str]:
     return [row.serial for row in section.rows]
 
 
@@ -132,7 +133,7 @@ def test_waived_devices_devices_that_recovered_and_older_transitions_are_left_ou
 def test_nothing_from_another_organisation_reaches_a_digest(org_a, fleet_of_a):
     subscription = subscribe(org_a)
     digest = build(subscription)
-    rendered = alerts.render_digest(digest, recipients=["ops@example.org"])
+    rendered = digests.render_digest(digest, recipients=["ops@example.org"])
 
     assert "B-BEHIND" not in rendered.text + rendered.html
     assert sum(count.count for count in digest.status_counts) == 5  # A's devices, the waived one left out
@@ -183,12 +184,12 @@ def test_a_device_line_has_its_identity_builds_patch_age_days_behind_and_an_admi
 
 
 def test_the_subject_says_the_organisation_and_the_essential(org_a, fleet_of_a):
-    rendered = alerts.render_digest(build(subscribe(org_a)), recipients=["ops@example.org"])
+    rendered = digests.render_digest(build(subscribe(org_a)), recipients=["ops@example.org"])
     assert rendered.subject == "[FleetPatch] Ministère A: 1 device newly behind, 1 critical, 1 silent"
 
 
 def test_the_email_has_text_and_html_without_images_or_scripts(org_a, fleet_of_a):
-    rendered = alerts.render_digest(build(subscribe(org_a)), recipients=["ops@example.org"])
+    rendered = digests.render_digest(build(subscribe(org_a)), recipients=["ops@example.org"])
     for part in (rendered.text, rendered.html):
         assert "A-BEHIND-NEW" in part
         assert "Newly critical" in part
@@ -207,7 +208,7 @@ def test_the_rows_are_capped_and_the_rest_is_a_link_to_the_filtered_device_list(
     assert (section.total, len(section.rows), section.overflow) == (5, 2, 3)
     assert f"organisation__id__exact={org_a.pk}" in section.more_url
     assert "compliance_status__exact=behind" in section.more_url
-    rendered = alerts.render_digest(digest, recipients=["ops@example.org"])
+    rendered = digests.render_digest(digest, recipients=["ops@example.org"])
     assert "and 3 more devices" in rendered.text and section.more_url in rendered.text
     assert section.more_url.replace("&", "&amp;") in rendered.html
 
@@ -222,9 +223,9 @@ def test_the_number_of_queries_does_not_depend_on_the_size_of_the_fleet(
 ):
     subscription = subscribe(org_a)
 
-    def build_and_render() -> alerts.Digest:
+    def build_and_render() -> digests.Digest:
         digest = build(subscription)
-        alerts.render_digest(digest, recipients=alerts.digest_recipients(subscription))
+        digests.render_digest(digest, recipients=digests.digest_recipients(subscription))
         return digest
 
     with django_assert_max_num_queries(DIGEST_QUERIES):
@@ -435,7 +436,7 @@ class FlakyBackend(LocmemBackend):
 def test_an_smtp_refusal_is_retried_and_the_digest_delivered_once(
     org_a, fleet_of_a, settings, django_capture_on_commit_callbacks
 ):
-    settings.EMAIL_BACKEND = "tests.fleet.test_alerts.FlakyBackend"
+    settings.EMAIL_BACKEND = "tests.alerts.test_digests.FlakyBackend"
     FlakyBackend.failures = 2
     subscription = subscribe(org_a)
     with django_capture_on_commit_callbacks(execute=True):
@@ -451,7 +452,7 @@ def test_an_smtp_refusal_is_retried_and_the_digest_delivered_once(
 def test_a_server_that_keeps_refusing_leaves_a_failed_delivery_with_the_reason(
     org_a, fleet_of_a, settings, django_capture_on_commit_callbacks
 ):
-    settings.EMAIL_BACKEND = "tests.fleet.test_alerts.FlakyBackend"
+    settings.EMAIL_BACKEND = "tests.alerts.test_digests.FlakyBackend"
     settings.DIGEST_MAX_ATTEMPTS = 3
     FlakyBackend.failures = 10
     subscription = subscribe(org_a)
@@ -501,9 +502,10 @@ def test_the_unsubscribe_link_removes_that_address_after_confirmation_without_lo
         organisation=org_a, role=Role.MANAGER, user=UserFactory(username="boss", email="boss@example.org")
     )
     subscription = subscribe(org_a, extra_recipients="ops@example.org\nsoc@example.org")
-    assert alerts.digest_recipients(subscription) == ["boss@example.org", "ops@example.org", "soc@example.org"]
+    assert digests.digest_recipients(subscription) == ["boss@example.org", "ops@example.org", "soc@example.org"]
     url = reverse(
-        "fleet:unsubscribe", args=[alerts.unsubscribe_token(subscription_id=subscription.pk, address="ops@example.org")]
+        "alerts:unsubscribe",
+        args=[digests.unsubscribe_token(subscription_id=subscription.pk, address="ops@example.org")],
     )
 
     page = client.get(url)
@@ -513,35 +515,47 @@ def test_the_unsubscribe_link_removes_that_address_after_confirmation_without_lo
 
     assert client.post(url).status_code == 200
     subscription.refresh_from_db()
-    assert alerts.digest_recipients(subscription) == ["boss@example.org", "soc@example.org"]
+    assert digests.digest_recipients(subscription) == ["boss@example.org", "soc@example.org"]
 
     member_url = reverse(
-        "fleet:unsubscribe",
-        args=[alerts.unsubscribe_token(subscription_id=subscription.pk, address="boss@example.org")],
+        "alerts:unsubscribe",
+        args=[digests.unsubscribe_token(subscription_id=subscription.pk, address="boss@example.org")],
     )
     client.post(member_url)
     subscription.refresh_from_db()
-    assert alerts.digest_recipients(subscription) == ["soc@example.org"]
+    assert digests.digest_recipients(subscription) == ["soc@example.org"]
 
 
 def test_a_tampered_unsubscribe_token_is_refused(client, org_a):
     subscription = subscribe(org_a)
-    token = alerts.unsubscribe_token(subscription_id=subscription.pk, address="ops@example.org")
+    token = digests.unsubscribe_token(subscription_id=subscription.pk, address="ops@example.org")
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     forged = signing.dumps({"s": subscription.pk, "a": "ops@example.org"}, salt="another purpose", compress=True)
 
     for bad in (tampered, forged):
-        response = client.post(reverse("fleet:unsubscribe", args=[bad]))
+        response = client.post(reverse("alerts:unsubscribe", args=[bad]))
         assert response.status_code == 400
     subscription.refresh_from_db()
     assert subscription.extra_addresses == ["ops@example.org"]
 
 
+def test_an_unsubscribe_link_signed_before_the_move_to_alerts_still_works(client, org_a):
+    # Digests already in inboxes were signed with fleet's salt: moving the code must not break their links.
+    subscription = subscribe(org_a, extra_recipients="ops@example.org")
+    token = signing.dumps(
+        {"s": subscription.pk, "a": "ops@example.org"}, salt="fleet.digest.unsubscribe", compress=True
+    )
+
+    assert client.post(f"/alerts/unsubscribe/{token}/").status_code == 200
+    subscription.refresh_from_db()
+    assert subscription.extra_addresses == []
+
+
 def test_the_email_carries_one_unsubscribe_link_per_recipient(org_a, fleet_of_a):
     subscription = subscribe(org_a, extra_recipients="ops@example.org\nsoc@example.org")
-    rendered = alerts.render_digest(build(subscription), recipients=["ops@example.org", "soc@example.org"])
+    rendered = digests.render_digest(build(subscription), recipients=["ops@example.org", "soc@example.org"])
     for address in ("ops@example.org", "soc@example.org"):
-        link = alerts.unsubscribe_url(subscription_id=subscription.pk, address=address)
+        link = digests.unsubscribe_url(subscription_id=subscription.pk, address=address)
         assert link in rendered.text
         assert link in rendered.html
 
@@ -607,7 +621,7 @@ def test_the_admin_preview_renders_the_html_digest_for_its_organisation_only(
     client, org_a, fleet_of_a, manager_a, manager_b
 ):
     subscription = subscribe(org_a)
-    url = reverse("admin:fleet_alertsubscription_preview", args=[subscription.pk])
+    url = reverse("admin:alerts_alertsubscription_preview", args=[subscription.pk])
     client.force_login(manager_a)
     response = client.get(url)
     assert response.status_code == 200
@@ -622,7 +636,7 @@ def test_the_admin_test_action_sends_to_the_user_who_clicked_and_consumes_no_per
     subscription = subscribe(org_a)
     client.force_login(manager_a)
     response = client.post(
-        reverse("admin:fleet_alertsubscription_changelist"),
+        reverse("admin:alerts_alertsubscription_changelist"),
         {"action": "send_test_digest", "_selected_action": [subscription.pk]},
         follow=True,
     )
@@ -635,7 +649,7 @@ def test_the_admin_refuses_fleets_of_another_organisation(client, org_a, org_b, 
     foreign = FleetFactory(organisation=org_b)
     client.force_login(manager_a)
     response = client.post(
-        reverse("admin:fleet_alertsubscription_add"),
+        reverse("admin:alerts_alertsubscription_add"),
         {
             "organisation": org_a.pk,
             "name": "Sneaky",

@@ -1,4 +1,4 @@
-"""Celery tasks of the email digests: thin wrappers that take ids and call ``fleet.services``.
+"""Celery tasks of the email digests: thin wrappers that take ids and call ``alerts.services``.
 
 Both may run twice (beat firing twice, ``acks_late`` redelivery after a worker crash): the dispatcher's insert
 is keyed on (subscription, period) and a send starts by claiming its row, so a digest still goes out once.
@@ -10,12 +10,14 @@ import logging
 
 from celery import shared_task
 
+from alerts import services
 from common.tasks import DATABASE_RETRY
-from fleet import services
 
 logger = logging.getLogger(__name__)
 
 
+# The names keep their "fleet." prefix from before the move: beat's rows in the database and
+# CELERY_TASK_ROUTES name the tasks, and messages already queued must still find them.
 @shared_task(name="fleet.dispatch_digests", **DATABASE_RETRY)
 def dispatch_digests() -> dict:
     """Hourly (django-celery-beat): claim the period of every due subscription and enqueue its send."""

@@ -30,11 +30,13 @@ from django.urls import reverse
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext, ngettext
 
+from alerts.models import AlertSubscription
 from devices.choices import BatteryStatus, ComplianceStatus
 from devices.models import Device, StatusChange, Waiver
 from fleet.choices import Role
-from fleet.models import AlertSubscription, CompliancePolicy
+from fleet.models import CompliancePolicy
 
+# Still "fleet.": the links of digests already sent, signed before the move to alerts, must keep working.
 UNSUBSCRIBE_SALT = "fleet.digest.unsubscribe"
 
 
@@ -74,7 +76,7 @@ def read_unsubscribe_token(token: str) -> tuple[int, str]:
 
 def unsubscribe_url(*, subscription_id: int, address: str) -> str:
     token = unsubscribe_token(subscription_id=subscription_id, address=address)
-    return absolute(reverse("fleet:unsubscribe", args=[token]))
+    return absolute(reverse("alerts:unsubscribe", args=[token]))
 
 
 # --- Recipients ----------------------------------------------------------------------------------------------
@@ -405,10 +407,10 @@ def render_digest(digest: Digest, *, recipients: list[str]) -> RenderedDigest:
             "site_url": settings.SITE_URL,
             "language": subscription.language,
         }
-        subject = " ".join(render_to_string("fleet/email/digest_subject.txt", context).split())
+        subject = " ".join(render_to_string("alerts/email/digest_subject.txt", context).split())
         return RenderedDigest(
             subject=subject[:255],
-            text=render_to_string("fleet/email/digest.txt", context),
-            html=render_to_string("fleet/email/digest.html", context),
+            text=render_to_string("alerts/email/digest.txt", context),
+            html=render_to_string("alerts/email/digest.html", context),
             language=subscription.language,
         )

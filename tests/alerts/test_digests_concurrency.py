@@ -11,9 +11,9 @@ import time_machine
 from django.core import mail
 from django.db import connection, connections
 
-from fleet.choices import DeliveryStatus
-from fleet.models import AlertSubscription, DigestDelivery
-from fleet.services import digest_delivery_send, digests_dispatch
+from alerts.choices import DeliveryStatus
+from alerts.models import AlertSubscription, DigestDelivery
+from alerts.services import digest_delivery_send, digests_dispatch
 from tests.factories import DeviceFactory, OrganisationFactory, StatusChangeFactory
 
 SEND = dt.datetime(2026, 1, 15, 7, 0, tzinfo=dt.UTC)
