@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone, translation
 from django.utils.translation import gettext
@@ -18,6 +18,7 @@ from django.utils.translation import gettext
 from alerts import digests
 from alerts.choices import DeliveryStatus
 from alerts.models import AlertSubscription, DigestDelivery
+from common import bulk
 from common.tasks import enqueue_on_commit
 
 # Exactly once, the Healthchecks way:
@@ -64,26 +65,31 @@ def digest_period(subscription: AlertSubscription, *, now: dt.datetime, due_now:
 
 
 def _insert_deliveries(rows: list[tuple[int, dt.datetime]], now: dt.datetime) -> list[int]:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the ids of the rows this call created, and only those."""
-    table = connection.ops.quote_name(DigestDelivery._meta.db_table)
-    # Adapted as the ORM would store them: SQLite compares datetimes as text, so a differently spelled
-    # period would escape the unique key.
-    adapt = connection.ops.adapt_datetimefield_value
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the ids of the rows this call created, and only those.
+
+    Values are prepared as the ORM would store them (:func:`common.bulk.insert_returning`): SQLite compares
+    datetimes as text, so a differently spelled period would escape the unique key.
+    """
     created: list[int] = []
-    # Batches keep the statement under SQLite's limit on parameters.
-    for start in range(0, len(rows), 1000):
-        batch = rows[start : start + 1000]
-        values = ", ".join(["(%s, %s, %s, 0, %s, '[]', '', '', '{}')"] * len(batch))
-        params: list[Any] = []
-        for subscription_id, period in batch:
-            params += [subscription_id, adapt(period), DeliveryStatus.CLAIMED, adapt(now)]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} (subscription_id, period, status, attempts, created_at, recipients, subject, "
-                f"error, counts) VALUES {values} ON CONFLICT (subscription_id, period) DO NOTHING RETURNING id",
-                params,
-            )
-            created += [row[0] for row in cursor.fetchall()]
+    for start in range(0, len(rows), 1000):  # bounded statements, well under SQLite's parameter limit
+        batch = [
+            {
+                "subscription": subscription_id,
+                "period": period,
+                "status": DeliveryStatus.CLAIMED.value,
+                "attempts": 0,
+                "created_at": now,
+                "recipients": [],
+                "subject": "",
+                "error": "",
+                "counts": {},
+            }
+            for subscription_id, period in rows[start : start + 1000]
+        ]
+        returned = bulk.insert_returning(
+            DigestDelivery, batch, conflict="(subscription_id, period) DO NOTHING", returning=("id",)
+        )
+        created += [row["id"] for row in returned]
     return sorted(created)
 
 

@@ -1,9 +1,10 @@
 """The house rules of docs/decisions.md ("Where things are"), read from the code itself.
 
 1. Dependencies point one way, down the layers: ``common`` ← ``fleet`` ← ``updates`` ← ``devices`` ←
-   ``alerts`` ← ``demo`` (which seeds everything, subscriptions included) ← ``config``. Every import of every module outside tests and migrations, top-level or
-   inside a function, is read from its syntax tree; one that goes up a layer fails, naming the file, the line
-   and the import. A lower layer that must start work in a higher one enqueues a Celery task by name.
+   ``alerts`` ← ``demo`` (which seeds everything, subscriptions included) ← ``config``. Every import of
+   every module outside tests and migrations, top-level or inside a function, is read from its syntax
+   tree; one that goes up a layer fails, naming the file, the line and the import. A lower layer that
+   must start work in a higher one enqueues a Celery task by name.
 2. ``common`` is a toolkit, not an app: no models, no migrations.
 3. No module a person cannot hold in their head: none over ``MAX_LINES`` outside tests and migrations.
 """

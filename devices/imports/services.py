@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext
 
+from common import bulk
 from devices.choices import ImportKind, ImportStatus
 from devices.imports import battery_rows, device_rows
 from devices.imports import columns as c
@@ -131,17 +132,12 @@ def _create_fleets(organisation: Organisation, names: list[str]) -> None:
     Fleet.objects.bulk_create(fleets, ignore_conflicts=True)
 
 
-def _column_type(field: Any) -> str:
-    # Binary COPY needs each column's type: "varchar(64)" is a varchar, a foreign key its target's key type.
-    db_type = field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
-    return db_type.split("(")[0]
-
-
 def _upsert(rows: list[dict[str, Any]], update_fields: set[str]) -> list[tuple[int, str]]:
     """One ``INSERT ... ON CONFLICT (organisation, serial) DO UPDATE`` of complete device rows; returns their
     (id, serial).
 
-    On PostgreSQL the rows are first copied (binary ``COPY``) into a temporary table dropped at commit, then
+    On PostgreSQL the rows are first copied (binary ``COPY``, :func:`common.bulk.copy_rows`) into a temporary
+    table dropped at commit, then
     inserted from it: building 5,000 model instances and binding 30 parameters per row made ``bulk_create``
     the slowest step of an import. SQLite goes through ``bulk_create``. The rows a conflict turns into
     updates only get ``update_fields``: a device's compliance, reports and enrolment date are never touched
@@ -168,18 +164,23 @@ def _upsert(rows: list[dict[str, Any]], update_fields: set[str]) -> list[tuple[i
     assignments = sql.SQL(", ").join(
         sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(Device._meta.get_field(name).column)) for name in updated
     )
-    table, staging = sql.Identifier(Device._meta.db_table), sql.Identifier("fleetpatch_import_devices")
+    staging_name = "fleetpatch_import_devices"
+    table, staging = sql.Identifier(Device._meta.db_table), sql.Identifier(staging_name)
     with connection.cursor() as cursor:
         cursor.execute(
             sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                 staging, columns, table
             )
         )
-        with cursor.cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(staging, columns)) as copy:
-            copy.set_types([_column_type(field) for field in fields])
-            attnames = [field.attname for field in fields]
-            for row in rows:
-                copy.write_row([row[name] for name in attnames])
+        attnames = [field.attname for field in fields]
+        bulk.copy_rows(
+            Device,
+            [field.column for field in fields],
+            ([row[name] for name in attnames] for row in rows),
+            using=connection.alias,
+            table=staging_name,
+            defaults=False,
+        )
         cursor.execute(
             sql.SQL(
                 "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} ORDER BY serial "

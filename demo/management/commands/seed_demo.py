@@ -12,8 +12,8 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from tqdm import tqdm
 
+from common import bulk
 from demo.base import DEFAULT_DEVICES, DEFAULT_ORGANISATIONS, DEFAULT_SEED, SEEDED_MODELS
-from demo.bulk import analyze_tables
 from demo.services import seed_demo
 from devices.compliance import engine as compliance
 from devices.compliance import tallies
@@ -88,7 +88,7 @@ class Command(BaseCommand):
                 bar.close()
         # Fresh statistics for the rows just copied in, before anything plans a query on them: the planner
         # otherwise plans the first sweep for empty tables (autovacuum's analyse comes later, if it is on).
-        analyze_tables([Device, CheckIn, Organisation, Fleet])
+        bulk.analyze([Device, CheckIn, Organisation, Fleet])
         # The demo should open on real statuses, not "unknown": one sweep, as the scheduler would run.
         evaluation = compliance.recompute(reason="demo seed")
         tallies.snapshot_statuses()
