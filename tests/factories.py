@@ -8,10 +8,22 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from devices.models import BatteryEvent, CheckIn, Device, StatusChange
+from alerts.choices import DeliveryStatus
+from alerts.models import AlertSubscription, DigestDelivery
+from devices.choices import ImportKind
+from devices.models import (
+    BatteryEvent,
+    CheckIn,
+    ComplianceSnapshot,
+    Device,
+    DeviceTally,
+    ImportJob,
+    StatusChange,
+    Waiver,
+)
 from fleet.choices import Role
 from fleet.models import ApiClient, CompliancePolicy, Fleet, Membership, Organisation
-from updates.models import DeviceModel, Manufacturer, OSBuild
+from updates.models import BuildPin, BuildRollout, DeviceModel, Manufacturer, OSBuild, SweepRange, SweepRun
 
 
 def imei_with_check_digit(body14: str) -> str:
@@ -151,3 +163,104 @@ class StatusChangeFactory(factory.django.DjangoModelFactory):
     organisation = factory.SelfAttribute("device.organisation")
     from_status = "up_to_date"
     to_status = "behind"
+
+
+class WaiverFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Waiver
+
+    device = factory.SubFactory(DeviceFactory)
+    organisation = factory.SelfAttribute("device.organisation")
+    reason = "Field trial"
+    expires_at = factory.LazyFunction(lambda: timezone.now() + dt.timedelta(days=30))
+
+
+class ComplianceSnapshotFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ComplianceSnapshot
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    day = factory.LazyFunction(lambda: timezone.now().date())
+    status = "up_to_date"
+    count = 1
+
+
+class DeviceTallyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DeviceTally
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    model = factory.SubFactory(DeviceModelFactory)
+    compliance_status = "up_to_date"
+    battery_status = "ok"
+    patch_bucket = "0-30"
+    on_target = True
+    is_waived = False
+    count = 1
+    computed_at = factory.LazyFunction(timezone.now)
+
+
+class ImportJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ImportJob
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    kind = ImportKind.DEVICES
+    filename = "devices.csv"
+    content = b"serial\nSN1\n"
+
+
+class BuildPinFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BuildPin
+
+    build = factory.SubFactory(OSBuildFactory)
+    model = factory.SelfAttribute("build.model")
+    organisation = factory.SubFactory(OrganisationFactory)
+    pinned_at = factory.LazyFunction(timezone.now)
+
+
+class BuildRolloutFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BuildRollout
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    build = factory.SubFactory(OSBuildFactory)
+    days_since_release = 3
+    installed = 1
+    eligible = 2
+    computed_at = factory.LazyFunction(timezone.now)
+
+
+class SweepRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SweepRun
+
+    started_at = factory.LazyFunction(timezone.now)
+    range_size = 100_000
+
+
+class SweepRangeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SweepRange
+
+    run = factory.SubFactory(SweepRunFactory)
+    lo = 1
+    hi = 100_000
+
+
+class AlertSubscriptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AlertSubscription
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"Morning digest {n}")
+
+
+class DigestDeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DigestDelivery
+
+    subscription = factory.SubFactory(AlertSubscriptionFactory)
+    period = factory.LazyFunction(lambda: timezone.now().replace(minute=0, second=0, microsecond=0))
+    status = DeliveryStatus.CLAIMED

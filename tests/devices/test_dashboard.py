@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from devices.compliance.tallies import snapshot_statuses
 from devices.dashboard import build_dashboard
-from devices.models import ComplianceSnapshot
+from devices.models import ComplianceSnapshot, DeviceTally
 from tests.factories import DeviceFactory, DeviceModelFactory, OrganisationFactory
 
 pytestmark = pytest.mark.django_db
@@ -106,6 +106,14 @@ def test_the_dashboard_reads_the_sweeps_tallies_and_says_when_they_were_computed
     assert dashboard.total == 2 and dashboard.computed_at is not None
     tally_devices()
     assert build_dashboard(organisation=org_a, today=timezone.now().date()).total == 7
+
+
+def test_an_organisation_not_tallied_yet_is_counted_on_the_fly_and_nothing_is_written(org_a):
+    fleet_of(org_a, behind=2, critical=1)
+    dashboard = build_dashboard(organisation=org_a, today=timezone.now().date())
+    counts = {bar.label: bar.count for bar in dashboard.statuses}
+    assert (dashboard.total, counts["Behind"], counts["Critical"]) == (3, 2, 1)
+    assert not DeviceTally.objects.exists()  # a read: the sweep writes the tallies
 
 
 def test_the_trend_reads_the_sweeps_daily_snapshots(org_a):

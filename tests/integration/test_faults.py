@@ -1,7 +1,7 @@
 """Faults survived, by really stopping the service: Redis down, PostgreSQL restarted under load, a worker killed.
 
 The machine's shared PostgreSQL and Redis are never touched: each test stops a private server of its own
-(tests/integration/services.py). PostgreSQL pass only: the fixtures skip on SQLite with the reason.
+(tests/integration/processes.py). PostgreSQL pass only: the fixtures skip on SQLite with the reason.
 """
 
 from __future__ import annotations

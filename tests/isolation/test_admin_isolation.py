@@ -275,7 +275,7 @@ def test_the_tables_agree_with_the_admins_classes(world):
 # --- Lists ---------------------------------------------------------------------------------------
 
 
-# A superuser's pages of the operators' models and the catalogue: tests/test_admin_scoping.py renders them all.
+# A superuser's pages of the operators' models and the catalogue: tests/fleet/test_admin_scoping.py renders them all.
 CHANGELISTS = [
     (label, persona)
     for label in sorted(ADMIN)

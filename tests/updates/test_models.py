@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from tests.factories import DeviceModelFactory, OrganisationFactory, OSBuildFactory
+from updates.models import OSBuild
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +62,15 @@ def test_is_supported_on_is_inclusive_of_the_last_day():
     assert model.is_supported_on(dt.date(2025, 6, 30))
     assert not model.is_supported_on(dt.date(2025, 7, 1))
     assert DeviceModelFactory.build(security_support_until=None).is_supported_on(dt.date(2099, 1, 1))
+
+
+def test_an_organisation_sees_public_builds_and_its_own_private_ones_only():
+    model = DeviceModelFactory()
+    mine, theirs = OrganisationFactory(), OrganisationFactory()
+    public = OSBuildFactory(model=model, build_number="PUB.1")
+    private = OSBuildFactory(model=model, build_number="PUB.1", organisation=mine)
+    OSBuildFactory(model=model, build_number="THEIRS.1", organisation=theirs)
+    assert set(OSBuild.objects.visible_to(mine)) == {public, private}
+    assert set(OSBuild.objects.visible_to(theirs.pk).values_list("build_number", flat=True)) == {"PUB.1", "THEIRS.1"}
+    # The organisation's private build comes before the public one of the same number.
+    assert list(OSBuild.objects.visible_to(mine).filter(build_number="PUB.1").private_first()) == [private, public]

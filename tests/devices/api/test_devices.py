@@ -125,7 +125,7 @@ def test_enrolling_a_device_creates_it_in_the_clients_organisation(mdm_a, org_a,
     assert response.json()["id"] == device.pk
 
 
-@pytest.mark.parametrize("model", ["{id}", "core-z5", "crosscall core-z5"])
+@pytest.mark.parametrize("model", ["{id}", "core-z5", "crosscall core-z5", "Core-Z5", "COREZ5", "Crosscall CoreZ5"])
 def test_a_model_is_given_by_id_slug_or_full_name(mdm_a, phone_model, model):
     value = phone_model.pk if model == "{id}" else model
     response = mdm_a.post("/api/v1/devices/", {"serial": "NEW-2", "model": value}, format="json")

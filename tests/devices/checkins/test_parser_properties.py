@@ -38,7 +38,7 @@ from devices.checkins.parsers import (
     parse_native,
 )
 from devices.validators import luhn_is_valid
-from tests.api.conftest import ALL_SCOPES, make_client
+from tests.api_personas import ALL_SCOPES, make_client
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 # The parsers are pure functions: many more examples cost little.

@@ -12,7 +12,7 @@ from devices.models import BatteryEvent, Device, ImportJob
 from tests.factories import DeviceFactory, DeviceModelFactory, ManufacturerFactory
 
 pytestmark = pytest.mark.django_db
-DATA = Path(__file__).resolve().parent.parent / "data" / "imports"
+DATA = Path(__file__).resolve().parents[2] / "data" / "imports"
 UPLOAD_DEVICES = reverse("admin:devices_device_import", args=["devices"])
 UPLOAD_BATTERIES = reverse("admin:devices_device_import", args=["battery-replacements"])
 

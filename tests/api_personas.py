@@ -1,4 +1,7 @@
-"""API personas: one ApiClient per role with a known clear token, and an HTTP client that sends it."""
+"""API personas: one ApiClient per role with a known clear token, and an HTTP client that sends it.
+
+Shared by the API tests of every app (``tests/<app>/api/``), whose ``conftest.py`` imports these fixtures.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,25 @@ from fleet.services import api_client_create
 from tests.factories import DeviceFactory, DeviceModelFactory, FleetFactory, OSBuildFactory
 
 ALL_SCOPES = ["read", "report", "enrol", "catalogue"]
+
+# The fixtures, for ``from tests.api_personas import *`` in each API test folder's conftest.
+__all__ = [
+    "_fresh_throttle_history",
+    "anonymous",
+    "device_a",
+    "device_b",
+    "expired_a",
+    "fleet_a",
+    "fleet_b",
+    "http",
+    "mdm_a",
+    "mdm_b",
+    "phone_model",
+    "public_build",
+    "reader_a",
+    "reporter_a",
+    "revoked_a",
+]
 
 
 def make_client(organisation: Organisation, name: str, scopes: list[str], **kwargs: object) -> tuple[ApiClient, str]:

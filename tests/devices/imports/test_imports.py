@@ -28,7 +28,7 @@ from tests.factories import (
 from updates.models import DeviceModel
 
 pytestmark = pytest.mark.django_db
-DATA = Path(__file__).resolve().parent.parent / "data" / "imports"
+DATA = Path(__file__).resolve().parents[2] / "data" / "imports"
 FRENCH_EXCEL = (DATA / "inventaire-excel-fr.csv").read_bytes()
 INTUNE_EXPORT = (DATA / "intune-export-en.csv").read_bytes()
 VALID_IMEI = "354678100001010"

@@ -290,7 +290,7 @@ def test_a_payload_under_16_kib_is_kept_whole():
     assert bounded_raw(payload) == payload
 
 
-# --- Found by the property tests (tests/devices/test_report_properties.py) ------------------------
+# --- Found by the property tests (tests/devices/checkins/test_parser_properties.py) ------------------------
 def test_a_report_dated_before_year_one_in_utc_is_an_error_not_a_crash():
     # 0001-01-01T00:00+23:59 is a valid ISO 8601 time whose UTC instant is before year 1: converting it
     # raised OverflowError.

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from devices.models import CheckIn, Device
-from tests.devices.test_reports import amapi_device
+from tests.devices.checkins.test_parsers import amapi_device
 from tests.factories import DeviceFactory, DeviceModelFactory, OSBuildFactory
 
 URL = "/api/v1/ingest/amapi/"

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from tests.api.conftest import ALL_SCOPES, make_client
+from tests.api_personas import ALL_SCOPES, make_client
 from tests.factories import (
     BatteryEventFactory,
     DeviceFactory,

@@ -7,7 +7,7 @@ import datetime as dt
 from django.utils import timezone
 
 from devices.models import CheckIn, Device
-from tests.api.conftest import make_client
+from tests.api_personas import make_client
 from tests.factories import CheckInFactory, DeviceFactory
 
 URL = "/api/v1/checkins/"

@@ -315,7 +315,7 @@ def test_no_path_value_gives_a_500(mdm_a, device_a, value, quiet_request_log):
         assert mdm_a.get(url.format(v="9" * 40)).status_code == 404
 
 
-# --- Found by fuzzing (tests/api/test_schemathesis.py) -------------------------------------------
+# --- Found by fuzzing (tests/common/api/test_schemathesis.py) -------------------------------------------
 
 
 def test_an_unknown_url_holding_an_encoded_newline_is_a_json_404(mdm_a):

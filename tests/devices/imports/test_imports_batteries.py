@@ -13,9 +13,7 @@ from devices.models import BatteryEvent, Device
 from tests.factories import BatteryEventFactory, DeviceFactory
 
 pytestmark = pytest.mark.django_db
-FRENCH_FILE = (
-    Path(__file__).resolve().parent.parent / "data" / "imports" / "remplacements-batteries-fr.csv"
-).read_bytes()
+FRENCH_FILE = (Path(__file__).resolve().parents[2] / "data" / "imports" / "remplacements-batteries-fr.csv").read_bytes()
 
 
 @pytest.fixture

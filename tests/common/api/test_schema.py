@@ -78,7 +78,7 @@ def test_models_offer_no_write_operation(schema):
     assert set(schema["paths"]["/api/v1/models/"]) == {"get"}
 
 
-# --- Found by schemathesis (tests/api/test_schemathesis.py): the schema must tell the truth --------
+# --- Found by schemathesis (tests/common/api/test_schemathesis.py): the schema must tell the truth --------
 
 
 def test_a_devices_links_may_be_null_as_the_schema_says(schema):
