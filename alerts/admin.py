@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from alerts import digests
 from alerts.models import AlertSubscription, DigestDelivery
-from alerts.services import digest_message, digest_send_test, digest_window_start
+from alerts.services import digest_message, digest_send_test, digest_window_start, subscription_save
 from fleet.models import Fleet
 from fleet.scoping import OrganisationScopedAdmin, RecordsAdmin, ScopedRelatedFieldListFilter, is_superuser
 from fleet.selectors import organisation_ids_for_request
@@ -77,6 +77,16 @@ class AlertSubscriptionAdmin(OrganisationScopedAdmin):
     readonly_fields = ("created_at", "last_sent_period")
     ordering = ("organisation__name", "name")
     actions = ("send_test_digest",)
+
+    def save_model(self, request: HttpRequest, obj: AlertSubscription, form: forms.ModelForm, change: bool) -> None:
+        self.check_may_write(request, obj)
+        subscription_save(subscription=obj, fleets=form.cleaned_data.get("fleets"))
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: list, change: bool) -> None:
+        # The fleets were set by subscription_save; only inline formsets (none today) remain.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
     fieldsets = (
         (None, {"fields": ("organisation", "name", "is_active", "fleets", "language")}),
         (_("Recipients"), {"fields": ("send_to_managers", "send_to_viewers", "extra_recipients", "unsubscribed")}),

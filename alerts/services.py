@@ -20,6 +20,7 @@ from alerts.choices import DeliveryStatus
 from alerts.models import AlertSubscription, DigestDelivery
 from common import bulk
 from common.tasks import enqueue_on_commit
+from fleet.models import Fleet
 
 # Exactly once, the Healthchecks way:
 #
@@ -51,6 +52,16 @@ class DispatchResult:
     created: list[int] = dataclasses.field(default_factory=list)
     requeued: list[int] = dataclasses.field(default_factory=list)
     lost: int = 0
+
+
+@transaction.atomic
+def subscription_save(*, subscription: AlertSubscription, fleets: Iterable[Fleet] | None = None) -> AlertSubscription:
+    """Adds or changes a digest subscription; ``fleets`` (given: replaced; none: the whole organisation)."""
+    subscription.full_clean()
+    subscription.save()
+    if fleets is not None:
+        subscription.fleets.set(fleets)
+    return subscription
 
 
 def digest_period(subscription: AlertSubscription, *, now: dt.datetime, due_now: bool) -> dt.datetime | None:

@@ -24,8 +24,11 @@ from fleet.services import (
     api_client_create,
     api_client_revoke,
     api_client_update,
+    fleet_save,
+    fleets_delete,
     membership_save,
     memberships_delete,
+    organisation_save,
     policy_delete,
     policy_save,
 )
@@ -56,6 +59,10 @@ class OrganisationAdmin(OrganisationScopedAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return is_superuser(request)
 
+    def save_model(self, request: HttpRequest, obj: Organisation, form: forms.ModelForm, change: bool) -> None:
+        self.check_may_write(request, obj)
+        organisation_save(organisation=obj)
+
     @admin.display(description=_("devices"))
     def devices(self, obj: Organisation) -> str:
         return _devices_link(f"organisation__id__exact={obj.pk}", gettext("Devices"))
@@ -70,6 +77,16 @@ class FleetAdmin(OrganisationScopedAdmin):
     autocomplete_fields = ("organisation",)
     prepopulated_fields = {"slug": ("name",)}
     ordering = ("organisation__name", "name")
+
+    def save_model(self, request: HttpRequest, obj: Fleet, form: forms.ModelForm, change: bool) -> None:
+        self.check_may_write(request, obj)
+        fleet_save(fleet=obj)
+
+    def delete_model(self, request: HttpRequest, obj: Fleet) -> None:
+        fleets_delete(fleets=Fleet.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[Fleet]) -> None:
+        fleets_delete(fleets=queryset)
 
     @admin.display(description=_("devices"))
     def devices(self, obj: Fleet) -> str:

@@ -15,7 +15,7 @@ from django.utils.translation import gettext
 
 from common.tasks import enqueue_on_commit
 from fleet.choices import Role
-from fleet.models import ApiClient, CompliancePolicy, Membership, Organisation
+from fleet.models import ApiClient, CompliancePolicy, Fleet, Membership, Organisation
 
 
 def api_client_create(
@@ -135,4 +135,34 @@ def policy_delete(*, policies: QuerySet[CompliancePolicy]) -> int:
     deleted, _ = policies.delete()
     for organisation_id in organisation_ids:
         _recompute_organisation_after_commit(organisation_id, "policy deleted")
+    return deleted
+
+
+# --- Organisations and fleets -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def organisation_save(*, organisation: Organisation) -> Organisation:
+    """Adds a tenant (the operators' job) or renames one."""
+    organisation.full_clean()
+    organisation.save()
+    return organisation
+
+
+@transaction.atomic
+def fleet_save(*, fleet: Fleet) -> Fleet:
+    """Adds or renames a fleet of an organisation."""
+    fleet.full_clean()
+    fleet.save()
+    return fleet
+
+
+@transaction.atomic
+def fleets_delete(*, fleets: QuerySet[Fleet]) -> int:
+    """Deletes fleets: their devices stay, in no fleet, and their fleet policies go with them, so each
+    organisation concerned is re-evaluated once, after commit."""
+    organisation_ids = sorted(set(fleets.values_list("organisation_id", flat=True)))
+    deleted, _ = fleets.delete()
+    for organisation_id in organisation_ids:
+        _recompute_organisation_after_commit(organisation_id, "fleet deleted")
     return deleted

@@ -32,6 +32,7 @@ from updates.services import (
     build_revoke,
     build_unpin,
     build_update,
+    manufacturer_save,
     model_save,
 )
 
@@ -42,6 +43,9 @@ class ManufacturerAdmin(CatalogueAdmin):
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     ordering = ("name",)
+
+    def save_model(self, request: HttpRequest, obj: Manufacturer, form: forms.ModelForm, change: bool) -> None:
+        manufacturer_save(manufacturer=obj)
 
 
 @admin.register(DeviceModel)

@@ -123,6 +123,14 @@ def build_unpin(*, organisation: Organisation, model: DeviceModel) -> None:
 
 
 @transaction.atomic
+def manufacturer_save(*, manufacturer: Manufacturer) -> Manufacturer:
+    """Adds a manufacturer to the catalogue, or renames one (the operators' job)."""
+    manufacturer.full_clean()
+    manufacturer.save()
+    return manufacturer
+
+
+@transaction.atomic
 def model_save(*, model: DeviceModel, changed: Iterable[str] = ()) -> DeviceModel:
     """Adds a model to the catalogue, or changes one (``changed``: the fields edited). A support date that
     moved re-evaluates the model's devices, as :func:`model_set_support_dates` does."""

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from common.api.filters import BoolFilter, IdFilter, UtcDateTimeFilter
 from devices.choices import BatteryEventKind, BatteryStatus, ComplianceStatus
 from devices.models import BatteryEvent, Device
+from updates.models import DeviceModel
 
 
 class DeviceFilterSet(django_filters.FilterSet):
@@ -54,7 +55,8 @@ class DeviceFilterSet(django_filters.FilterSet):
         ]
 
     def filter_model(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(Q(model__slug=value) | Q(model__name=value))
+        # The catalogue's one rule for names; a name two makers share lists the devices of both.
+        return queryset.filter(model_id__in=DeviceModel.objects.names().candidates(value))
 
 
 class BatteryEventFilterSet(django_filters.FilterSet):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from common.api.filters import BoolFilter, IdFilter, UtcDateTimeFilter
@@ -40,4 +40,5 @@ class BuildFilterSet(django_filters.FilterSet):
         fields = ["model", "model_id", "build_number", "channel", "private", "revoked", "released_after"]
 
     def filter_model(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(Q(model__slug=value) | Q(model__name=value))
+        # The catalogue's one rule for names; a name two makers share lists the devices of both.
+        return queryset.filter(model_id__in=DeviceModel.objects.names().candidates(value))

@@ -264,6 +264,8 @@ def two_devices(org_a, fleet_a, phone_model, public_build):
         "compliance_status=critical&compliance_status=behind",
         "model=core-z5",
         "model=Core-Z5",
+        "model=COREZ5",
+        "model=Crosscall%20Core-Z5",
         "model_id={model_id}",
         "fleet=north",
         "fleet_id={fleet_id}",
