@@ -12,7 +12,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import accumulate
 
-from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
 from demo.base import timestamp, uniform
@@ -93,8 +92,8 @@ class DeviceContext:
         ministry = orgs[MINISTRY_SLUG]
         lines: dict[tuple[int, int | None, str], _Line] = defaultdict(_Line)
         rows = (
-            OSBuild.objects.filter(model__in=device_models.values())
-            .filter(Q(organisation__isnull=True) | Q(organisation=ministry))
+            OSBuild.objects.visible_to(ministry)
+            .filter(model__in=device_models.values())
             .order_by("released_at", "id")
             .values_list(
                 "id",
