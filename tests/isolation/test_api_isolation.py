@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from devices.models import CheckIn, Device
 from fleet.choices import Scope
-from tests.devices.test_reports import amapi_device
+from tests.devices.checkins.test_parsers import amapi_device
 from tests.isolation.conftest import SINGLE_SCOPES, World, api, assert_no_marker, organisation_rows, other
 from tests.isolation.routes import PROBED_METHODS, api_operations, api_routes
 
