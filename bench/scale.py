@@ -198,7 +198,7 @@ def stop(process: subprocess.Popen) -> None:
 def timed_sweep(timeout: float) -> dict:
     """Enqueues one fanned-out sweep and waits for its SweepRun to finish; seconds from enqueue to finish."""
     from devices.compliance.tasks import sweep_compliance
-    from updates.models import SweepRun
+    from devices.models import SweepRun
 
     started_at = time.monotonic()
     result = sweep_compliance.apply_async()

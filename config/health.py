@@ -228,7 +228,7 @@ class FleetCollector:
 
         # The last finished sweep run says when and how long; before the first one (tallies written by an
         # older version, or by hand), the tallies' own time is still the truest "last sweep".
-        from updates.models import SweepRun
+        from devices.models import SweepRun
 
         run = SweepRun.objects.filter(finished_at__isnull=False).order_by("-finished_at").first()
         if run is not None:

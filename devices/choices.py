@@ -48,3 +48,15 @@ class ImportStatus(models.TextChoices):
     APPLYING = "applying", _("Importing")
     DONE = "done", _("Imported")
     FAILED = "failed", _("Unreadable file")
+
+
+class SweepStatus(models.TextChoices):
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+
+
+class SweepRangeStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")

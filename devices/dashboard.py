@@ -19,9 +19,9 @@ from django.utils.translation import gettext_lazy as _
 from devices.choices import BatteryStatus, ComplianceStatus
 from devices.compliance.rollouts import ROLLOUT_WINDOW_DAYS
 from devices.compliance.tallies import PATCH_BUCKETS, devices_tallied
-from devices.models import ComplianceSnapshot, DeviceTally
+from devices.models import BuildRollout, ComplianceSnapshot, DeviceTally
 from fleet.models import CompliancePolicy, Organisation
-from updates.models import BuildRollout, DeviceModel
+from updates.models import DeviceModel
 
 # Statuses a manager must act on; the trend line counts these.
 NEEDS_ACTION = (

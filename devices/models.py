@@ -1,4 +1,6 @@
-"""Devices, what they report (check-ins), their batteries, and the history of their compliance."""
+"""Devices, what they report (check-ins), their batteries, and the history of their compliance; and what the
+compliance engine records of its own work: the rollout curves (BuildRollout) and the sweeps (SweepRun, SweepRange),
+which moved here from updates and keep their tables."""
 
 from __future__ import annotations
 
@@ -12,7 +14,16 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from devices.choices import BatteryEventKind, BatteryStatus, CheckInSource, ComplianceStatus, ImportKind, ImportStatus
+from devices.choices import (
+    BatteryEventKind,
+    BatteryStatus,
+    CheckInSource,
+    ComplianceStatus,
+    ImportKind,
+    ImportStatus,
+    SweepRangeStatus,
+    SweepStatus,
+)
 from devices.validators import validate_imei
 from updates.choices import Channel
 from updates.validators import validate_patch_level_not_in_future
@@ -447,3 +458,123 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.get_kind_display()})"
+
+
+# --- What the compliance engine writes (devices/compliance/): rollout curves and sweep bookkeeping ----------
+
+
+class BuildRollout(models.Model):
+    """How many of an organisation's devices had installed a build, N days after its release.
+
+    Rewritten daily from the check-ins (``devices.compliance.rollouts.rollouts_refresh``) for the recent builds,
+    so the dashboard draws the rollout curves without reading the check-in history.
+    """
+
+    organisation = models.ForeignKey(
+        "fleet.Organisation", on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation")
+    )
+    build = models.ForeignKey(
+        "updates.OSBuild", on_delete=models.CASCADE, related_name="rollouts", verbose_name=_("build")
+    )
+    days_since_release = models.PositiveSmallIntegerField(_("days since release"))
+    installed = models.PositiveIntegerField(_("devices that installed it"))
+    eligible = models.PositiveIntegerField(_("devices of the model"))
+    computed_at = models.DateTimeField(_("computed at"))
+
+    class Meta:
+        # The tables kept their names when these three models moved from updates to devices: no data was copied.
+        db_table = "updates_buildrollout"
+        verbose_name = _("build rollout")
+        verbose_name_plural = _("build rollouts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "build", "days_since_release"], name="rollout_one_point_per_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.build} +{self.days_since_release}d: {self.installed}/{self.eligible}"
+
+
+class SweepRun(models.Model):
+    """One periodic compliance sweep: its id ranges, their progress, and what it changed in the fleet.
+
+    Global, not an organisation's: one sweep covers every tenant, so only superusers see it in the admin.
+    """
+
+    task_id = models.CharField(
+        _("task id"),
+        max_length=255,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_("The Celery task that started the sweep: a redelivered task resumes its run."),
+    )
+    started_at = models.DateTimeField(_("started at"))
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=SweepStatus.choices, default=SweepStatus.RUNNING)
+    range_size = models.PositiveIntegerField(_("devices per range"))
+    ranges_planned = models.PositiveIntegerField(_("ranges planned"), default=0)
+    ranges_done = models.PositiveIntegerField(_("ranges done"), default=0)
+    ranges_failed = models.PositiveIntegerField(
+        _("ranges failed"), default=0, help_text=_("Ranges given up after their last retry.")
+    )
+    range_retries = models.PositiveIntegerField(
+        _("range retries"), default=0, help_text=_("Failed attempts of a range, each retried alone.")
+    )
+    devices_updated = models.PositiveBigIntegerField(_("devices updated"), default=0)
+    transitions = models.JSONField(_("transitions"), default=dict, blank=True, help_text=_("By the status entered."))
+
+    class Meta:
+        db_table = "updates_sweeprun"
+        ordering = ["-started_at"]
+        verbose_name = _("sweep run")
+        verbose_name_plural = _("sweep runs")
+        indexes = [
+            # /metrics reads the last finished run at every scrape; retention deletes by start.
+            models.Index(fields=["finished_at"], name="sweeprun_finished_idx"),
+            models.Index(fields=["started_at"], name="sweeprun_started_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M:%S} ({self.get_status_display()})"
+
+    @property
+    def duration(self) -> dt.timedelta | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+    def summary(self) -> dict:
+        """What the sweep task returns and logs."""
+        return {
+            "run": self.pk,
+            "status": self.status,
+            "ranges": self.ranges_planned,
+            "updated": self.devices_updated,
+            "transitions": dict(self.transitions),
+        }
+
+
+class SweepRange(models.Model):
+    """One id range of a sweep, recomputed in one transaction; its row makes a redelivered task a no-op."""
+
+    run = models.ForeignKey(SweepRun, on_delete=models.CASCADE, related_name="ranges", verbose_name=_("sweep run"))
+    lo = models.BigIntegerField(_("first device id"))
+    hi = models.BigIntegerField(_("last device id"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=SweepRangeStatus.choices, default=SweepRangeStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(_("failed attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    devices_updated = models.PositiveIntegerField(_("devices updated"), default=0)
+    transitions = models.JSONField(_("transitions"), default=dict, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        db_table = "updates_sweeprange"
+        ordering = ["run", "lo"]
+        verbose_name = _("sweep range")
+        verbose_name_plural = _("sweep ranges")
+        constraints = [models.UniqueConstraint(fields=["run", "lo"], name="sweeprange_unique_start")]
+
+    def __str__(self) -> str:
+        return f"{self.lo}-{self.hi}"

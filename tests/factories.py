@@ -13,17 +13,20 @@ from alerts.models import AlertSubscription, DigestDelivery
 from devices.choices import ImportKind
 from devices.models import (
     BatteryEvent,
+    BuildRollout,
     CheckIn,
     ComplianceSnapshot,
     Device,
     DeviceTally,
     ImportJob,
     StatusChange,
+    SweepRange,
+    SweepRun,
     Waiver,
 )
 from fleet.choices import Role
 from fleet.models import ApiClient, CompliancePolicy, Fleet, Membership, Organisation
-from updates.models import BuildPin, BuildRollout, DeviceModel, Manufacturer, OSBuild, SweepRange, SweepRun
+from updates.models import BuildPin, DeviceModel, Manufacturer, OSBuild
 
 
 def imei_with_check_digit(body14: str) -> str:

@@ -17,13 +17,12 @@ from fleet.models import Organisation
 from fleet.scoping import (
     CatalogueAdmin,
     OrganisationScopedAdmin,
-    RecordsAdmin,
     ScopedRelatedFieldListFilter,
     adopt_saved_instance,
     is_superuser,
 )
 from fleet.selectors import organisation_ids_for_request
-from updates.models import BuildPin, BuildRollout, DeviceModel, Manufacturer, OSBuild, SweepRange, SweepRun
+from updates.models import BuildPin, DeviceModel, Manufacturer, OSBuild
 from updates.selectors import model_active_devices
 from updates.services import (
     build_pin,
@@ -292,78 +291,3 @@ class BuildPinAdmin(OrganisationScopedAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[BuildPin]) -> None:
         for pin in queryset.select_related("organisation", "model"):
             build_unpin(organisation=pin.organisation, model=pin.model)
-
-
-@admin.register(BuildRollout)
-class BuildRolloutAdmin(RecordsAdmin):
-    """The nightly rollout curves behind the dashboard: read-only."""
-
-    list_display = ("build", "organisation", "days_since_release", "installed", "eligible", "computed_at")
-    list_select_related = ("build__model__manufacturer", "organisation")
-    list_filter = (("organisation", ScopedRelatedFieldListFilter),)
-    ordering = ("organisation_id", "build_id", "days_since_release")
-
-
-class SuperuserRecordsAdmin(admin.ModelAdmin):
-    """Global rows FleetPatch writes itself (the sweeps cover every organisation): superusers only, read-only."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_superuser(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return is_superuser(request)
-
-    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return is_superuser(request)
-
-
-class SweepRangeInline(admin.TabularInline):
-    model = SweepRange
-    fields = ("lo", "hi", "status", "attempts", "devices_updated", "transitions", "finished_at", "last_error")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
-
-
-@admin.register(SweepRun)
-class SweepRunAdmin(SuperuserRecordsAdmin):
-    """The compliance sweeps: when, how long, how many ranges, what they changed."""
-
-    list_display = (
-        "started_at",
-        "status",
-        "duration",
-        "ranges_planned",
-        "ranges_done",
-        "ranges_failed",
-        "range_retries",
-        "devices_updated",
-    )
-    list_filter = ("status",)
-    date_hierarchy = "started_at"
-    ordering = ("-started_at",)
-    inlines = [SweepRangeInline]
-
-    @admin.display(description=_("duration"))
-    def duration(self, obj: SweepRun) -> str:
-        return "" if obj.duration is None else f"{obj.duration.total_seconds():.1f} s"
-
-
-@admin.register(SweepRange)
-class SweepRangeAdmin(SuperuserRecordsAdmin):
-    """The id ranges of the sweeps, to find the one that failed."""
-
-    list_display = ("run", "lo", "hi", "status", "attempts", "devices_updated", "finished_at")
-    list_filter = ("status",)
-    list_select_related = ("run",)
-    ordering = ("-run__started_at", "lo")
-    show_full_result_count = False

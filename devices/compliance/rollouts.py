@@ -9,8 +9,8 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from devices.models import CheckIn, Device
-from updates.models import BuildRollout, OSBuild
+from devices.models import BuildRollout, CheckIn, Device
+from updates.models import OSBuild
 
 ROLLOUT_WINDOW_DAYS = 60
 

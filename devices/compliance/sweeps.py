@@ -1,6 +1,6 @@
 """The periodic sweep, fanned out: the fleet split into id ranges, each recomputed in its own transaction.
 
-A sweep is a :class:`~updates.models.SweepRun` with one :class:`~updates.models.SweepRange` row per range.
+A sweep is a :class:`~devices.models.SweepRun` with one :class:`~devices.models.SweepRange` row per range.
 The Celery tasks (``devices.compliance.tasks``) are thin: ``sweep_compliance`` calls :func:`sweep_start` and sends one
 ``sweep_range`` task per pending range as a group; each calls :func:`sweep_range_run` then :func:`sweep_finish`.
 
@@ -29,11 +29,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, Max, Min, OuterRef, Sum
 from django.utils import timezone
 
+from devices.choices import SweepRangeStatus, SweepStatus
 from devices.compliance import engine as compliance
 from devices.compliance import tallies
-from devices.models import Device
-from updates.choices import SweepRangeStatus, SweepStatus
-from updates.models import SweepRange, SweepRun
+from devices.models import Device, SweepRange, SweepRun
 
 logger = logging.getLogger(__name__)
 

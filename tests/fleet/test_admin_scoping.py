@@ -17,7 +17,7 @@ from django.utils import timezone
 from alerts.models import AlertSubscription, DigestDelivery
 from devices.compliance.rollouts import rollouts_refresh
 from devices.compliance.tallies import snapshot_statuses, tally_devices
-from devices.models import Device, ImportJob, Waiver
+from devices.models import Device, ImportJob, SweepRange, SweepRun, Waiver
 from fleet.choices import Role
 from fleet.models import Organisation
 from fleet.selectors import organisation_ids_for_request, organisation_ids_for_user
@@ -35,7 +35,7 @@ from tests.factories import (
     StatusChangeFactory,
     UserFactory,
 )
-from updates.models import BuildPin, SweepRange, SweepRun
+from updates.models import BuildPin
 
 ADMIN_APPS = ("fleet", "devices", "updates", "alerts")
 

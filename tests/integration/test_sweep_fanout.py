@@ -13,10 +13,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from devices.models import Device, DeviceTally, StatusChange
+from devices.models import Device, DeviceTally, StatusChange, SweepRange, SweepRun
 from tests.factories import DeviceModelFactory, OrganisationFactory, OSBuildFactory
 from tests.integration.conftest import ROOT, wait_for
-from updates.models import SweepRange, SweepRun
 
 pytestmark = pytest.mark.integration
 

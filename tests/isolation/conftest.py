@@ -28,7 +28,7 @@ from rest_framework.test import APIClient
 from alerts.models import AlertSubscription, DigestDelivery
 from devices.compliance.rollouts import rollouts_refresh
 from devices.compliance.tallies import snapshot_statuses, tally_devices
-from devices.models import Waiver
+from devices.models import BuildRollout, Waiver
 from fleet.choices import Role, Scope
 from fleet.models import ApiClient, Organisation
 from fleet.scoping import OrganisationScopedAdmin
@@ -47,7 +47,7 @@ from tests.factories import (
     UserFactory,
     imei_with_check_digit,
 )
-from updates.models import BuildPin, BuildRollout
+from updates.models import BuildPin
 
 MARKERS = {"a": "ALPHA", "b": "BRAVO"}
 SINGLE_SCOPES = [Scope.READ, Scope.REPORT, Scope.ENROL, Scope.CATALOGUE]

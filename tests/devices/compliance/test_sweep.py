@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devices.compliance import engine as compliance
 from devices.compliance import sweeps, tallies
 from devices.compliance.tasks import sweep_compliance
-from devices.models import ComplianceSnapshot, Device, DeviceTally, StatusChange, Waiver
+from devices.models import ComplianceSnapshot, Device, DeviceTally, StatusChange, SweepRange, SweepRun, Waiver
 from tests.factories import (
     CompliancePolicyFactory,
     DeviceModelFactory,
@@ -25,7 +25,6 @@ from tests.factories import (
     OrganisationFactory,
     OSBuildFactory,
 )
-from updates.models import SweepRange, SweepRun
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
 TODAY = NOW.date()
@@ -389,15 +388,15 @@ def test_sweep_runs_are_shown_to_superusers_only_and_read_only(client, superuser
     sweep_compliance.apply()
     run = SweepRun.objects.get()
     client.force_login(superuser)
-    changelist = reverse("admin:updates_sweeprun_changelist")
+    changelist = reverse("admin:devices_sweeprun_changelist")
     assert client.get(changelist).status_code == 200
-    page = client.get(reverse("admin:updates_sweeprun_change", args=[run.pk]))
+    page = client.get(reverse("admin:devices_sweeprun_change", args=[run.pk]))
     assert page.status_code == 200
     assert str(run.ranges.first().lo) in page.content.decode()
     assert not admin.site._registry[SweepRun].has_change_permission(page.wsgi_request, run)
-    assert client.get(reverse("admin:updates_sweeprun_add")).status_code == 403
+    assert client.get(reverse("admin:devices_sweeprun_add")).status_code == 403
 
     client.force_login(manager_a)
     assert client.get(changelist).status_code == 403
-    assert client.get(reverse("admin:updates_sweeprange_changelist")).status_code == 403
+    assert client.get(reverse("admin:devices_sweeprange_changelist")).status_code == 403
     assert b"sweeprun" not in client.get(reverse("admin:index")).content
