@@ -12,42 +12,17 @@ history is repointed, and the old row goes. Reversible the same way, from "alert
 
 from django.db import migrations
 
+from common.contenttypes import relabel_content_types
+
 MODELS = ("alertsubscription", "digestdelivery")
 
 
-def _relabel(apps, schema_editor, source: str, target: str) -> None:
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    Permission = apps.get_model("auth", "Permission")
-    LogEntry = apps.get_model("admin", "LogEntry")
-    db = schema_editor.connection.alias
-    for model in MODELS:
-        old = ContentType.objects.using(db).filter(app_label=source, model=model).first()
-        if old is None:
-            continue
-        new = ContentType.objects.using(db).filter(app_label=target, model=model).first()
-        if new is None:
-            old.app_label = target
-            old.save(update_fields=["app_label"])
-            continue
-        for permission in Permission.objects.using(db).filter(content_type=old):
-            twin = Permission.objects.using(db).filter(content_type=new, codename=permission.codename).first()
-            if twin is None:
-                permission.content_type = new
-                permission.save(update_fields=["content_type"])
-            else:
-                twin.group_set.add(*permission.group_set.all())
-                twin.user_set.add(*permission.user_set.all())
-        LogEntry.objects.using(db).filter(content_type=old).update(content_type=new)
-        old.delete()
-    ContentType.objects.clear_cache()
-
-
 def to_alerts(apps, schema_editor):
-    _relabel(apps, schema_editor, "fleet", "alerts")
+    relabel_content_types(apps, schema_editor, models=MODELS, from_label="fleet", to_label="alerts")
 
 
 def to_fleet(apps, schema_editor):
-    _relabel(apps, schema_editor, "alerts", "fleet")
+    relabel_content_types(apps, schema_editor, models=MODELS, from_label="alerts", to_label="fleet")
 
 
 class Migration(migrations.Migration):

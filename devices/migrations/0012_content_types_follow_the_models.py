@@ -13,45 +13,17 @@ Reversing does the same from "devices" back to "updates".
 
 from django.db import migrations
 
+from common.contenttypes import relabel_content_types
+
 MOVED = ("buildrollout", "sweeprun", "sweeprange")
 
 
-def _move_content_types(apps, schema_editor, *, from_label: str, to_label: str) -> None:
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    Permission = apps.get_model("auth", "Permission")
-    LogEntry = apps.get_model("admin", "LogEntry")
-    content_types = ContentType.objects.using(schema_editor.connection.alias)
-    permissions = Permission.objects.using(schema_editor.connection.alias)
-    for model in MOVED:
-        source = content_types.filter(app_label=from_label, model=model).first()
-        if source is None:
-            continue  # a fresh database: post_migrate creates the row under its new label
-        target = content_types.filter(app_label=to_label, model=model).first()
-        if target is None:
-            source.app_label = to_label
-            source.save(update_fields=["app_label"])
-            continue
-        for permission in permissions.filter(content_type=source):
-            same = permissions.filter(content_type=target, codename=permission.codename).first()
-            if same is None:
-                permission.content_type = target
-                permission.save(update_fields=["content_type"])
-                continue
-            same.group_set.add(*permission.group_set.all())
-            same.user_set.add(*permission.user_set.all())
-        LogEntry.objects.using(schema_editor.connection.alias).filter(content_type=source).update(
-            content_type=target
-        )
-        source.delete()
-    ContentType.objects.clear_cache()
-
-
 def to_devices(apps, schema_editor):
-    _move_content_types(apps, schema_editor, from_label="updates", to_label="devices")
+    relabel_content_types(apps, schema_editor, models=MOVED, from_label="updates", to_label="devices")
 
 
 def to_updates(apps, schema_editor):
-    _move_content_types(apps, schema_editor, from_label="devices", to_label="updates")
+    relabel_content_types(apps, schema_editor, models=MOVED, from_label="devices", to_label="updates")
 
 
 class Migration(migrations.Migration):
