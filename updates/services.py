@@ -132,27 +132,13 @@ def manufacturer_save(*, manufacturer: Manufacturer) -> Manufacturer:
 
 @transaction.atomic
 def model_save(*, model: DeviceModel, changed: Iterable[str] = ()) -> DeviceModel:
-    """Adds a model to the catalogue, or changes one (``changed``: the fields edited). A support date that
-    moved re-evaluates the model's devices, as :func:`model_set_support_dates` does."""
+    """Adds a model to the catalogue, or changes one (``changed``: the fields edited, as the admin's form
+    reports them). A support date that moved re-evaluates the model's devices after commit: its end of
+    security support makes them "unsupported" (or no longer)."""
     model.full_clean()
     model.save()
     if {"security_support_until", "os_support_until"} & set(changed):
         enqueue_model_recompute(model_id=model.pk, reason="support dates changed")
-    return model
-
-
-@transaction.atomic
-def model_set_support_dates(
-    *,
-    model: DeviceModel,
-    security_support_until: dt.date | None,
-    os_support_until: dt.date | None,
-) -> DeviceModel:
-    model.security_support_until = security_support_until
-    model.os_support_until = os_support_until
-    model.full_clean()
-    model.save(update_fields=["security_support_until", "os_support_until"])
-    enqueue_model_recompute(model_id=model.pk, reason="support dates changed")
     return model
 
 

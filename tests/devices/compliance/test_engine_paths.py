@@ -236,9 +236,8 @@ def test_publishing_a_build_that_devices_already_report_makes_them_known(
 def test_moving_a_support_date_makes_devices_unsupported(model, build, django_capture_on_commit_callbacks):
     device = on(build)
     with django_capture_on_commit_callbacks(execute=True):
-        services.model_set_support_dates(
-            model=model, security_support_until=TODAY - dt.timedelta(1), os_support_until=None
-        )
+        model.security_support_until, model.os_support_until = TODAY - dt.timedelta(1), None
+        services.model_save(model=model, changed=["security_support_until", "os_support_until"])
     assert refreshed(device).compliance_status == "unsupported"
 
 
