@@ -1,0 +1,23 @@
+"""Devices, what they report (check-ins), their batteries, and the history of their compliance; and what the
+compliance engine records of its own work: the rollout curves (BuildRollout) and the sweeps (SweepRun, SweepRange),
+which moved here from updates and keep their tables. One module per subject; everything is importable from here."""
+
+from devices.models.checkins import CheckIn
+from devices.models.device import Device
+from devices.models.history import BatteryEvent, StatusChange, Waiver
+from devices.models.jobs import ImportJob, SweepRange, SweepRun
+from devices.models.reporting import BuildRollout, ComplianceSnapshot, DeviceTally
+
+__all__ = [
+    "BatteryEvent",
+    "BuildRollout",
+    "CheckIn",
+    "ComplianceSnapshot",
+    "Device",
+    "DeviceTally",
+    "ImportJob",
+    "StatusChange",
+    "SweepRange",
+    "SweepRun",
+    "Waiver",
+]
