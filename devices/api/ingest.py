@@ -69,6 +69,11 @@ class ItemResultSerializer(serializers.Serializer):
         allow_null=True,
         help_text=_('Field name to reasons, e.g. {"imei": ["..."]}; null unless status is "error".'),
     )
+    warnings = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        allow_null=True,
+        help_text=_("Field name to what was dropped or doubted without refusing the report; null if nothing."),
+    )
 
 
 class BatchResultSerializer(serializers.Serializer):
@@ -129,6 +134,7 @@ def _result(index: int, result: ItemResult) -> dict:
         "enrolled": result.enrolled,
         "compliance_status": result.compliance_status,
         "errors": result.errors,
+        "warnings": result.warnings,
     }
 
 

@@ -62,6 +62,8 @@ class ItemResult:
     status: str
     device_id: int | None = None
     errors: dict[str, list[str]] | None = None
+    # What was dropped or doubted but did not stop the report (a junk secondary IMEI, an unknown model).
+    warnings: dict[str, list[str]] | None = None
     compliance_status: str | None = None
     enrolled: bool = False
     applied: bool = False  # False for an older report: kept in history, device state untouched

@@ -373,7 +373,7 @@ def assert_documented_answer(response: Any) -> None:
     assert response["Content-Type"] == "application/json", response["Content-Type"]
     body = response.json()
     assert isinstance(body, dict), body
-    item_keys = {"index", "status", "device_id", "enrolled", "compliance_status", "errors"}
+    item_keys = {"index", "status", "device_id", "enrolled", "compliance_status", "errors", "warnings"}
     if response.status_code in (200, 201) and "results" in body:
         assert set(body) == {"results", "created", "duplicates", "errors"}
         assert len(body["results"]) == body["created"] + body["duplicates"] + body["errors"]
