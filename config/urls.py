@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
@@ -21,6 +22,23 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", **_public), name="api-docs"),
 ]
 
+# Admin pages of models that moved app in issue "One house" (#13): old bookmarks and links in mail already sent
+# are sent on, path and query string kept. The target page checks who may see it, as it always does.
+MOVED_ADMIN_PAGES = {
+    "fleet/alertsubscription": "alerts/alertsubscription",
+    "fleet/digestdelivery": "alerts/digestdelivery",
+    "updates/sweeprun": "devices/sweeprun",
+    "updates/sweeprange": "devices/sweeprange",
+    "updates/buildrollout": "devices/buildrollout",
+}
+moved_admin_pages = [
+    re_path(
+        rf"^admin/{old}/(?P<rest>.*)$",
+        RedirectView.as_view(url=f"/admin/{new}/%(rest)s", permanent=True, query_string=True),
+    )
+    for old, new in MOVED_ADMIN_PAGES.items()
+]
+
 # Failed admin logins are counted per username and per address; the 6th attempt within the window is refused.
 admin.site.login_form = ThrottledAdminLoginForm
 
@@ -29,6 +47,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
+    *moved_admin_pages,
     path("admin/", admin.site.urls),
     path("alerts/", include("alerts.urls")),
     path("api/v1/", include(api_v1)),
