@@ -252,6 +252,10 @@ if SWEEP_RANGE_SIZE < 1:
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 # Largest spreadsheet the admin's device and battery imports accept (kept in the database until imported).
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
+# An XLSX is a zip archive: what it may unpack to, checked before it is opened (docs/imports-exports.md).
+IMPORT_XLSX_MAX_MEMBERS = env.int("IMPORT_XLSX_MAX_MEMBERS", default=1000)
+IMPORT_XLSX_MAX_UNCOMPRESSED_BYTES = env.int("IMPORT_XLSX_MAX_UNCOMPRESSED_BYTES", default=256 * 1024 * 1024)
+IMPORT_XLSX_MAX_RATIO = env.int("IMPORT_XLSX_MAX_RATIO", default=100)
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "common.api.openapi.FleetPatchAutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["fleet.api.authentication.BearerTokenAuthentication"],

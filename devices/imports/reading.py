@@ -1,5 +1,13 @@
 """Reading an uploaded spreadsheet into rows of cells: CSV (any delimiter, UTF-8 or Windows-1252,
-with or without BOM) or XLSX (openpyxl in read-only mode, values only)."""
+with or without BOM) or XLSX (openpyxl in read-only mode, values only).
+
+A file is hostile until proven otherwise: an XLSX is a zip archive, and 129 KB of it can inflate to
+gigabytes. Before openpyxl opens one, its directory is checked against :data:`XLSX_LIMITS` (members,
+uncompressed size, compression ratio), which the archive cannot understate: Python's zip reader stops
+at the size a member declares. Rows are streamed, never padded to the sheet's declared dimension, and
+capped in columns; a CSV line is capped in length before the CSV reader sees it. Whatever else goes
+wrong inside a file is an :class:`ImportFileError`, so an import job always ends with a reason.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +18,28 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.utils.translation import gettext
 
 # A row past this is refused: a file of a million rows is a mistake, not an inventory.
 MAX_ROWS = 1_000_000
 # The header is looked for in the first rows: some exports put a title or a date above it.
 HEADER_SEARCH_ROWS = 10
+# An inventory has a dozen columns; a row of thousands is a broken or hostile file.
+MAX_COLUMNS = 256
+# Longer than any row of MAX_COLUMNS sensible cells (a CSV line, quoted newlines included).
+MAX_LINE_CHARS = 128 * 1024
 _XLSX_MAGIC = b"PK\x03\x04"
+
+
+def xlsx_limits() -> dict[str, int]:
+    """What an XLSX archive may hold (settings ``IMPORT_XLSX_MAX_MEMBERS``, ``..._MAX_UNCOMPRESSED_BYTES``,
+    ``..._MAX_RATIO``; docs/imports-exports.md)."""
+    return {
+        "members": settings.IMPORT_XLSX_MAX_MEMBERS,
+        "uncompressed_bytes": settings.IMPORT_XLSX_MAX_UNCOMPRESSED_BYTES,
+        "ratio": settings.IMPORT_XLSX_MAX_RATIO,
+    }
 
 
 class ImportFileError(ValueError):
@@ -54,10 +77,28 @@ def _delimiter(sample: str) -> str:
     return best if counts[best] else ","
 
 
+def _bounded_lines(text: str) -> Iterator[str]:
+    for number, line in enumerate(io.StringIO(text, newline=""), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise ImportFileError(
+                gettext("Line %(line)d is longer than %(max)d characters.") % {"line": number, "max": MAX_LINE_CHARS}
+            )
+        yield line
+
+
+def _too_many_columns(line: int, count: int) -> ImportFileError:
+    return ImportFileError(
+        gettext("Line %(line)d has %(count)d columns; a file may have at most %(max)d.")
+        % {"line": line, "count": count, "max": MAX_COLUMNS}
+    )
+
+
 def _csv_rows(text: str) -> Iterator[tuple[int, list[Any]]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text[:8192]))
+    reader = csv.reader(_bounded_lines(text), delimiter=_delimiter(text[:8192]))
     try:
         for row in reader:
+            if len(row) > MAX_COLUMNS:
+                raise _too_many_columns(reader.line_num, len(row))
             yield reader.line_num, row
     except csv.Error as error:
         raise ImportFileError(
@@ -65,17 +106,68 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[Any]]]:
         ) from error
 
 
+def check_xlsx_archive(data: bytes) -> None:
+    """Refuses an archive whose directory promises more than :func:`xlsx_limits` allow, before any of it is
+    inflated."""
+    limits = xlsx_limits()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
+        raise ImportFileError(gettext("This file is not a readable XLSX workbook.")) from error
+    if len(members) > limits["members"]:
+        raise ImportFileError(
+            gettext("This workbook holds %(count)d parts; at most %(max)d are accepted.")
+            % {"count": len(members), "max": limits["members"]}
+        )
+    total = sum(member.file_size for member in members)
+    if total > limits["uncompressed_bytes"]:
+        raise ImportFileError(
+            gettext("This workbook unpacks to %(size)d MB; at most %(max)d MB are accepted.")
+            % {"size": total // 2**20, "max": limits["uncompressed_bytes"] // 2**20}
+        )
+    for member in members:
+        # A tiny part may compress well beyond the ratio (an empty sheet): only parts over 1 MiB count.
+        if member.file_size > 2**20 and member.file_size > limits["ratio"] * max(member.compress_size, 1):
+            raise ImportFileError(
+                gettext(
+                    "Part %(name)s of this workbook is compressed %(ratio)d to 1; at most %(max)d to 1 is accepted."
+                )
+                % {
+                    "name": member.filename[:100],
+                    "ratio": member.file_size // max(member.compress_size, 1),
+                    "max": limits["ratio"],
+                }
+            )
+
+
 def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[Any]]]:
     import openpyxl  # noqa: PLC0415 - only XLSX uploads pay for importing it
 
+    check_xlsx_archive(data)
+    unreadable = gettext("This file is not a readable XLSX workbook.")
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
-        raise ImportFileError(gettext("This file is not a readable XLSX workbook.")) from error
+    except Exception as error:  # noqa: BLE001 - a malformed workbook breaks openpyxl in many ways
+        raise ImportFileError(unreadable) from error
     try:
+        if not workbook.worksheets:
+            raise ImportFileError(unreadable)
         sheet = workbook.worksheets[0]
-        for line, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield line, list(row)
+        # Rows as stored, not padded to the dimension the file declares (A1:XFD1048576 is 17 billion cells).
+        sheet.reset_dimensions()
+        line = 0
+        try:
+            for line, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+                if len(row) > MAX_COLUMNS:
+                    raise _too_many_columns(line, len(row))
+                yield line, list(row)
+        except ImportFileError:
+            raise
+        except Exception as error:  # noqa: BLE001 - broken XML, a bad cell type, a missing part...
+            raise ImportFileError(
+                gettext("Row %(line)d of this workbook cannot be read.") % {"line": line + 1}
+            ) from error
     finally:
         workbook.close()
 

@@ -9,6 +9,7 @@ one set-based recompute of its devices' compliance. Each chunk is its own transa
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -21,6 +22,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext
 
 from common import bulk
+from common.tasks import DATABASE_ERRORS
 from devices.choices import ImportKind, ImportStatus
 from devices.imports import battery_rows, device_rows
 from devices.imports import columns as c
@@ -29,6 +31,8 @@ from devices.imports.results import ImportResult, Outcome, RowResult
 from devices.models import Device, ImportJob
 from devices.services import Replacement, battery_replacements_record, devices_recompute
 from fleet.models import Fleet, Organisation
+
+logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 5000
 Row = TypeVar("Row")
@@ -304,6 +308,16 @@ def import_job_create(
     return job
 
 
+def _failed_unexpectedly(job_id: int) -> dict[str, Any]:
+    """A job whose file broke something besides the readers' own checks ends failed, with a reason for
+    the uploader and the traceback in the log: never "pending" behind a page that reloads forever."""
+    logger.exception("import job %s failed unexpectedly", job_id)
+    return {
+        "status": ImportStatus.FAILED,
+        "summary": {"error": gettext("This file could not be imported: it is damaged or not a spreadsheet.")},
+    }
+
+
 def import_job_preview(*, job_id: int) -> None:
     """The dry run of a pending job: what would be created, updated, unchanged, and which rows fail."""
     job = (
@@ -317,6 +331,10 @@ def import_job_preview(*, job_id: int) -> None:
         result = _run(job, dry_run=True)
     except ImportFileError as error:
         changes = {"status": ImportStatus.FAILED, "summary": {"error": str(error)}}
+    except DATABASE_ERRORS:
+        raise  # the database is away: the task is retried, the job stays pending meanwhile
+    except Exception:
+        changes = _failed_unexpectedly(job_id)
     else:
         changes = {"status": ImportStatus.PREVIEWED, "summary": result.summary(), "result_csv": result.to_csv()}
     ImportJob.objects.filter(pk=job_id, status=ImportStatus.PENDING).update(**changes)
@@ -346,6 +364,17 @@ def import_job_apply(*, job_id: int, now: dt.datetime | None = None) -> None:
         result = _run(job, dry_run=False)
     except ImportFileError as error:
         changes = {"status": ImportStatus.FAILED, "summary": {"error": str(error)}}
+    except DATABASE_ERRORS:
+        # Claimed but not finished: back to confirmed, so the retried task claims it again (importing is
+        # idempotent, so rows already written are unchanged by the second run). If the database is too far
+        # gone for even that, the job stays "applying" and the page says so.
+        try:
+            ImportJob.objects.filter(pk=job_id, status=ImportStatus.APPLYING).update(status=ImportStatus.CONFIRMED)
+        except DATABASE_ERRORS:
+            logger.warning("import job %s left applying: the database is unavailable", job_id)
+        raise
+    except Exception:
+        changes = _failed_unexpectedly(job_id)
     else:
         changes = {"status": ImportStatus.DONE, "summary": result.summary(), "result_csv": result.to_csv()}
     ImportJob.objects.filter(pk=job_id).update(**changes, content=b"", finished_at=now or timezone.now())

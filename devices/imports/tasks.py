@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from common.tasks import DATABASE_RETRY
 from devices.imports import services
 
+# A job that the database interrupts is retried (the services put it back where the retry finds it); any
+# other failure ends the job "failed" inside the service, so nothing is retried for it.
 
-@shared_task(name="devices.preview_import", acks_late=True)
+
+@shared_task(name="devices.preview_import", **DATABASE_RETRY)
 def preview_import(job_id: int) -> None:
     services.import_job_preview(job_id=job_id)
 
 
-@shared_task(name="devices.apply_import", acks_late=True)
+@shared_task(name="devices.apply_import", **DATABASE_RETRY)
 def apply_import(job_id: int) -> None:
     services.import_job_apply(job_id=job_id)
