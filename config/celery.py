@@ -8,7 +8,8 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("fleetpatch")
+# Every task counts its unfinished starts: one that kills its worker twice is given up (devices/task_guard.py).
+app = Celery("fleetpatch", task_cls="devices.task_guard:GuardedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -176,7 +176,7 @@ class RequestMetricsMiddleware:
 
 
 class FleetCollector:
-    """Fleet gauges computed from the database when Prometheus scrapes, in three small queries.
+    """Fleet gauges computed from the database when Prometheus scrapes, in four small queries.
 
     Device counts come from ``DeviceTally`` (a few hundred rows the sweep rewrites), not from a scan of
     the devices table: a scrape costs the same for ten devices and for a million, and is as fresh as the
@@ -187,7 +187,7 @@ class FleetCollector:
         from alerts.choices import DeliveryStatus
         from alerts.models import DigestDelivery
         from devices.choices import BatteryStatus, ComplianceStatus
-        from devices.models import DeviceTally
+        from devices.models import DeviceTally, TaskDelivery
 
         devices = GaugeMetricFamily(
             "fleetpatch_devices",
@@ -254,6 +254,12 @@ class FleetCollector:
                 "When the compliance sweep last counted the fleet (Unix time).",
                 value=last_sweep.timestamp(),
             )
+
+        yield GaugeMetricFamily(
+            "fleetpatch_tasks_given_up",
+            "Celery tasks given up after killing their worker CELERY_TASK_MAX_STARTS times (admin: unfinished tasks).",
+            value=TaskDelivery.objects.filter(poisoned_at__isnull=False).count(),
+        )
 
         deliveries = GaugeMetricFamily(
             "fleetpatch_digest_deliveries",

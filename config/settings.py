@@ -214,6 +214,19 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task that started this many times without finishing (its worker killed each time) is given up on its next
+# delivery instead of run again (devices/task_guard.py, docs/operations.md "Poison tasks").
+CELERY_TASK_MAX_STARTS = env.int("CELERY_TASK_MAX_STARTS", default=2)
+# Hard time limits (the worker's child is killed, which counts as an unfinished start) and soft ones (the task
+# gets SoftTimeLimitExceeded a minute earlier and ends normally). Seconds; per task name (exact names).
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=30 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+CELERY_TASK_ANNOTATIONS = {
+    # An import of a million rows takes minutes; a range of the sweep seconds; a digest well under a minute.
+    "devices.preview_import": {"time_limit": 60 * 60, "soft_time_limit": 59 * 60},
+    "devices.apply_import": {"time_limit": 60 * 60, "soft_time_limit": 59 * 60},
+    "fleet.send_digest": {"time_limit": 5 * 60, "soft_time_limit": 4 * 60},
+}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # A named queue rather than Celery's implicit "celery", so production workers say what they consume
 # (`celery worker -Q default`, docker-compose.yml); a worker started without -Q consumes it too.

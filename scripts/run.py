@@ -351,7 +351,7 @@ def child_processes(port: int) -> list[Child]:
         Child(
             "worker",
             [python, "-m", "celery", "-A", "config", "worker", "-B", "--scheduler", CELERY_SCHEDULER,
-             "--loglevel", "INFO"],
+             "--max-memory-per-child", "1048576", "--loglevel", "INFO"],
         ),
     ]  # fmt: skip
 

@@ -22,6 +22,7 @@ from devices.models import (
     StatusChange,
     SweepRange,
     SweepRun,
+    TaskDelivery,
     Waiver,
 )
 from fleet.choices import Role
@@ -250,6 +251,20 @@ class SweepRangeFactory(factory.django.DjangoModelFactory):
     run = factory.SubFactory(SweepRunFactory)
     lo = 1
     hi = 100_000
+
+
+class TaskDeliveryFactory(factory.django.DjangoModelFactory):
+    """A task given up after killing its worker twice."""
+
+    class Meta:
+        model = TaskDelivery
+
+    task_id = factory.Sequence(lambda n: f"3f1d2c1e-0000-4000-8000-{n:012d}")
+    name = "devices.preview_import"
+    arguments = "1"
+    starts = 3
+    poisoned_at = factory.LazyFunction(timezone.now)
+    reason = "Started 2 times without finishing."
 
 
 class AlertSubscriptionFactory(factory.django.DjangoModelFactory):

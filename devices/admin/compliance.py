@@ -9,7 +9,7 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from devices.models import BuildRollout, SweepRange, SweepRun
+from devices.models import BuildRollout, SweepRange, SweepRun, TaskDelivery
 from fleet.scoping import RecordsAdmin, ScopedRelatedFieldListFilter, is_superuser
 
 
@@ -86,3 +86,24 @@ class SweepRangeAdmin(SuperuserRecordsAdmin):
     list_select_related = ("run",)
     ordering = ("-run__started_at", "lo")
     show_full_result_count = False
+
+
+@admin.register(TaskDelivery)
+class TaskDeliveryAdmin(SuperuserRecordsAdmin):
+    """Tasks started and not finished: those given up (their worker killed each time) stay here with their
+    arguments and reason, to be run again by hand once the cause is fixed; deleting a row forgets it."""
+
+    list_display = ("name", "task_id", "starts", "first_started_at", "last_started_at", "poisoned_at")
+    list_filter = (("poisoned_at", admin.EmptyFieldListFilter), "name")
+    search_fields = ("task_id", "name", "arguments")
+    readonly_fields = (
+        "task_id",
+        "name",
+        "arguments",
+        "starts",
+        "first_started_at",
+        "last_started_at",
+        "poisoned_at",
+        "reason",
+    )
+    ordering = ("-last_started_at",)

@@ -41,6 +41,7 @@ __all__ = [
     "ImportFileError",
     "battery_replacements_import",
     "devices_import",
+    "import_job_abandon",
     "import_job_apply",
     "import_job_confirm",
     "import_job_create",
@@ -316,6 +317,13 @@ def _failed_unexpectedly(job_id: int) -> dict[str, Any]:
         "status": ImportStatus.FAILED,
         "summary": {"error": gettext("This file could not be imported: it is damaged or not a spreadsheet.")},
     }
+
+
+def import_job_abandon(*, job_id: int, reason: str) -> None:
+    """Ends a job whose task was given up (devices.task_guard): failed, with the reason, its file dropped."""
+    ImportJob.objects.filter(pk=job_id, status__in=(ImportStatus.PENDING, ImportStatus.APPLYING)).update(
+        status=ImportStatus.FAILED, summary={"error": reason}, content=b"", finished_at=timezone.now()
+    )
 
 
 def import_job_preview(*, job_id: int) -> None:

@@ -5,7 +5,7 @@ which moved here from updates and keep their tables. One module per subject; eve
 from devices.models.checkins import CheckIn
 from devices.models.device import Device
 from devices.models.history import BatteryEvent, StatusChange, Waiver
-from devices.models.jobs import ImportJob, SweepRange, SweepRun
+from devices.models.jobs import ImportJob, SweepRange, SweepRun, TaskDelivery
 from devices.models.reporting import BuildRollout, ComplianceSnapshot, DeviceTally
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "StatusChange",
     "SweepRange",
     "SweepRun",
+    "TaskDelivery",
     "Waiver",
 ]

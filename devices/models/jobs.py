@@ -8,6 +8,7 @@ import datetime as dt
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -141,3 +142,37 @@ class SweepRange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lo}-{self.hi}"
+
+
+class TaskDelivery(models.Model):
+    """A Celery task that started and has not finished yet, and how many times it started.
+
+    The row is written when a task starts and deleted when it returns or raises. A row still there when the
+    same task id starts again means the previous run never ended: its worker was killed (out of memory, a hard
+    time limit) and the broker redelivered it. After ``CELERY_TASK_MAX_STARTS`` such starts the task is
+    *poisoned*: it is not run again, the row keeps its name, arguments and reason, and the queue moves on
+    (``devices.task_guard``).
+    """
+
+    task_id = models.CharField(_("task id"), max_length=255, unique=True)
+    name = models.CharField(_("task"), max_length=200)
+    # A bounded copy (devices.task_guard.ARGUMENTS_MAX_CHARS): what to re-run by hand once the cause is fixed.
+    arguments = models.TextField(_("arguments"), blank=True)
+    starts = models.PositiveIntegerField(_("starts"), default=1)
+    first_started_at = models.DateTimeField(_("first started at"), default=timezone.now)
+    last_started_at = models.DateTimeField(_("last started at"), default=timezone.now)
+    poisoned_at = models.DateTimeField(_("given up at"), null=True, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
+
+    class Meta:
+        ordering = ["-last_started_at"]
+        verbose_name = _("unfinished task")
+        verbose_name_plural = _("unfinished tasks")
+        indexes = [
+            models.Index(
+                fields=["poisoned_at"], name="taskdelivery_poisoned_idx", condition=Q(poisoned_at__isnull=False)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.task_id}]"

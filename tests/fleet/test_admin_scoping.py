@@ -33,6 +33,7 @@ from tests.factories import (
     OrganisationFactory,
     OSBuildFactory,
     StatusChangeFactory,
+    TaskDeliveryFactory,
     UserFactory,
 )
 from updates.models import BuildPin
@@ -114,6 +115,7 @@ def one_of_everything(world, manager_a):
         started_at=timezone.now(), finished_at=timezone.now(), range_size=1, status="succeeded"
     )
     SweepRange.objects.create(run=run, lo=1, hi=1, status="done")
+    TaskDeliveryFactory()
     ImportJob.objects.create(
         organisation=world["a"]["org"], kind="devices", filename="inventory.csv", content=b"serial\n"
     )

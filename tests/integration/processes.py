@@ -263,10 +263,12 @@ def gunicorn(env: dict[str, str], *, workers: int, log_path: Path) -> Iterator[i
 
 # --- Celery worker --------------------------------------------------------------------------------
 def start_celery_worker(
-    env: dict[str, str], *, log_path: Path, name: str, queues: str | None = None
+    env: dict[str, str], *, log_path: Path, name: str, queues: str | None = None, pool: str = "solo"
 ) -> subprocess.Popen:
-    """A real ``celery worker`` (solo pool: the process that runs the task is the one a test may kill),
-    consuming ``queues`` (comma-separated) or, by default, every queue the settings declare."""
+    """A real ``celery worker`` consuming ``queues`` (comma-separated) or, by default, every queue the settings
+    declare. Solo pool by default: the process that runs the task is the one a test may kill. With
+    ``pool="prefork"`` (one child, as production runs) the task runs in a child the test may kill instead, and
+    the worker requeues its message at once, as it does when the kernel kills a child out of memory."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [
@@ -277,7 +279,8 @@ def start_celery_worker(
                 "config",
                 "worker",
                 "--pool",
-                "solo",
+                pool,
+                *(["--concurrency", "1"] if pool == "prefork" else []),
                 "--loglevel",
                 "INFO",
                 "--without-mingle",
@@ -302,10 +305,18 @@ def start_celery_worker(
     return process
 
 
-def send_task(env: dict[str, str], name: str) -> None:
-    """Sends a task by name through the broker of ``env``, as beat does (``celery call``)."""
+def children(pid: int) -> list[int]:
+    """The process ids of ``pid``'s children (Linux)."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def send_task(env: dict[str, str], name: str, *args: Any) -> None:
+    """Sends a task by name (and JSON arguments) through the broker of ``env``, as beat does (``celery call``)."""
     subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "config", "call", name],
+        [sys.executable, "-m", "celery", "-A", "config", "call", name, *(["--args", json.dumps(args)] if args else [])],
         cwd=ROOT,
         env=env,
         check=True,

@@ -83,6 +83,7 @@ ADMIN = {
     # Global rows: a sweep covers every organisation at once.
     "devices.sweeprun": OPERATOR,
     "devices.sweeprange": OPERATOR,
+    "devices.taskdelivery": OPERATOR,
     "auth.user": OPERATOR,
     "auth.group": OPERATOR,
     "django_celery_beat.periodictask": OPERATOR,
@@ -157,6 +158,7 @@ ACTIONS = {
     ("updates.devicemodel", "delete_selected"): "delete",
     ("devices.sweeprun", "delete_selected"): "delete",
     ("devices.sweeprange", "delete_selected"): "delete",
+    ("devices.taskdelivery", "delete_selected"): "delete",
     ("auth.user", "delete_selected"): "delete",
     ("auth.group", "delete_selected"): "delete",
     ("django_celery_beat.periodictask", "delete_selected"): "delete",
