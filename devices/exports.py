@@ -45,6 +45,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
 from common.db_router import replica_reads, stream_from_replica
+from common.text import inert_cell, xlsx_text
 
 # Rows fetched per round trip, and written per chunk of the CSV stream (one socket write, not one per line).
 CHUNK = 2000
@@ -55,7 +56,6 @@ XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml
 XLSX_DATE_FORMAT = "yyyy-mm-dd"
 XLSX_DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 # What a spreadsheet may take for the start of a formula (OWASP's list for CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class Kind(enum.Enum):
@@ -151,11 +151,6 @@ STATUS_CHANGES = ExportTable(
 )
 
 
-def guard_formula(text: str) -> str:
-    """``text``, made inert if a spreadsheet would read it as a formula (``=HYPERLINK(...)``, ``-2+3``)."""
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
-
-
 def _local_naive(value: dt.datetime) -> dt.datetime:
     return timezone.localtime(value).replace(tzinfo=None)
 
@@ -170,7 +165,7 @@ def csv_delimiter(language: str | None = None) -> str:
 
 
 _CSV_CELL: dict[Kind, Callable[[Any], Any]] = {
-    Kind.TEXT: lambda value: guard_formula(str(value)),
+    Kind.TEXT: lambda value: inert_cell(str(value)),
     Kind.NUMBER: lambda value: value,
     Kind.BOOLEAN: lambda value: "true" if value else "false",
     Kind.DATE: lambda value: value.isoformat(),
@@ -231,7 +226,7 @@ def write_xlsx(table: ExportTable, queryset: QuerySet, *, headers: Sequence[str]
     bold = Font(bold=True)
     header_cells = []
     for header in headers:
-        cell = WriteOnlyCell(sheet, value=guard_formula(header))
+        cell = WriteOnlyCell(sheet, value=xlsx_text(header))
         cell.font = bold
         header_cells.append(cell)
     sheet.append(header_cells)
@@ -244,7 +239,7 @@ def write_xlsx(table: ExportTable, queryset: QuerySet, *, headers: Sequence[str]
     writers: list[Callable[[Any], Any]] = []
     for column in table.columns:
         if column.kind is Kind.TEXT:
-            writers.append(lambda value: guard_formula(str(value)))
+            writers.append(lambda value: xlsx_text(str(value)))
         elif column.kind is Kind.DATE:
             writers.append(lambda value: date_cell(value, XLSX_DATE_FORMAT))
         elif column.kind is Kind.DATETIME:

@@ -147,7 +147,9 @@ def newest_check_ins(
     anchor = before or newest
     if anchor is None:
         return list(check_ins.order_by("-reported_at", "-id")[:size])
-    recent_from = anchor - RECENT_CHECK_INS
+    # Clamped: a row stored before the edge bounded dates (reported in year 1) must not overflow the window.
+    earliest = dt.datetime.min.replace(tzinfo=dt.UTC)
+    recent_from = anchor - RECENT_CHECK_INS if anchor - earliest > RECENT_CHECK_INS else earliest
     recent = check_ins.filter(reported_at__gte=recent_from)
     if before is not None:
         recent = recent.filter(reported_at__lt=before)

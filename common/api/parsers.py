@@ -25,21 +25,34 @@ def max_body_bytes() -> int:
     return settings.API_MAX_BODY_BYTES
 
 
+# Deeper than any report an MDM sends (an AMAPI Device is 4 levels): a document nested ~900 deep decodes
+# here but not later, inside Django's deeper stack, where a page showing it would fail (issue #15).
+MAX_JSON_DEPTH = 32
+
+
 def _check_storable_text(data: Any) -> None:
-    """Refuses what JSON allows but a database cannot store: "\\u0000" (PostgreSQL text and jsonb reject
-    NUL) and lone surrogates such as "\\ud800" (not encodable as UTF-8). Iterative: the depth is the client's."""
-    pending = [data]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                raise ValueError(gettext("text cannot contain the NUL character (\\u0000)"))
-            item.encode("utf-8")  # UnicodeEncodeError for a lone surrogate
+    """Refuses what JSON allows but a database cannot store, or no page could show again: "\\u0000"
+    (PostgreSQL text and jsonb reject NUL), lone surrogates such as "\\ud800" (not encodable as UTF-8), and
+    nesting deeper than ``MAX_JSON_DEPTH``. Level by level, not recursive: the depth is the client's."""
+    level, depth = [data], 0
+    while level:
+        depth += 1
+        below: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                below.extend(item.keys())
+                below.extend(item.values())
+            elif isinstance(item, list):
+                below.extend(item)
+            elif isinstance(item, str):
+                if "\x00" in item:
+                    raise ValueError(gettext("text cannot contain the NUL character (\\u0000)"))
+                item.encode("utf-8")  # UnicodeEncodeError for a lone surrogate
+        if below and depth >= MAX_JSON_DEPTH and any(isinstance(item, dict | list) for item in below):
+            raise ValueError(
+                gettext("it is nested deeper than %(max)d levels of objects and lists") % {"max": MAX_JSON_DEPTH}
+            )
+        level = below
 
 
 def _finite_float(text: str) -> float:

@@ -391,7 +391,8 @@ class DeviceAdmin(ExportAdminMixin, LargeTableMixin, OrganisationScopedAdmin):
     @admin.display(description=_("recent check-ins"))
     def recent_check_ins(self, obj: Device) -> SafeString:
         # (device, reported_at, source) is unique, so its index serves "newest of this device".
-        check_ins = obj.check_ins.order_by("-reported_at")[:RECENT_HISTORY]
+        # Not the raw payload: it is not shown, and is up to RAW_MAX_BYTES a row.
+        check_ins = obj.check_ins.defer("raw").order_by("-reported_at")[:RECENT_HISTORY]
         return _history_table(
             [
                 gettext("reported at"),

@@ -12,6 +12,8 @@ from django.db import models
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from common.text import inert_cell
+
 
 class Outcome(models.TextChoices):
     CREATED = "created", _("created")
@@ -73,11 +75,5 @@ class ImportResult:
         writer.writerow([gettext("line"), gettext("serial number"), gettext("result"), gettext("reason")])
         labels = dict(Outcome.choices)
         for row in sorted(self.rows, key=lambda row: row.line):
-            writer.writerow([row.line, _inert(row.serial), str(labels[row.outcome]), _inert(row.message)])
+            writer.writerow([row.line, inert_cell(row.serial), str(labels[row.outcome]), inert_cell(row.message)])
         return buffer.getvalue()
-
-
-def _inert(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula: the file's own text comes back in the result, and a
-    serial number such as ``=HYPERLINK(...)`` must stay text when the result is opened in Excel."""
-    return f"'{text}" if text.startswith(("=", "+", "@", "\t", "\r")) else text

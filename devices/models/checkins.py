@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -14,6 +16,20 @@ from devices.choices import (
 from devices.models.device import Device
 
 _PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
+
+
+class AuditCopyField(models.JSONField):
+    """The audit copy of a payload: a row stored before the API capped JSON depth (common.api.parsers) may be
+    nested deeper than Python can decode; it reads as a note saying so, so no page or export fails on it."""
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        try:
+            return super().from_db_value(value, expression, connection)
+        except RecursionError:
+            return {
+                "unreadable": "nested too deeply to decode",
+                "bytes": len(value) if isinstance(value, str) else None,
+            }
 
 
 class CheckIn(models.Model):
@@ -48,7 +64,7 @@ class CheckIn(models.Model):
     )
     battery_cycle_count = models.PositiveIntegerField(_("battery charge cycles"), null=True, blank=True)
     agent_version = models.CharField(_("agent version"), max_length=50, blank=True)
-    raw = models.JSONField(_("raw payload"), null=True, blank=True, help_text=_("The report as received, for audit."))
+    raw = AuditCopyField(_("raw payload"), null=True, blank=True, help_text=_("The report as received, for audit."))
 
     class Meta:
         verbose_name = _("check-in")

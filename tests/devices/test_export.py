@@ -143,6 +143,25 @@ def test_cells_that_a_spreadsheet_would_run_as_formulas_are_made_inert(client, m
     assert '\'=HYPERLINK("http://evil.example","x")' in [cell.value for cell in cells]
 
 
+def test_fullwidth_formula_signs_are_made_inert_too(client, manager_a, org_a):
+    # Excel and LibreOffice read a fullwidth "＝" as "=".
+    DeviceFactory(organisation=org_a, serial="A-3", asset_tag="\uff1d1+1", assignee="\uff0bSUM(A1)")
+    client.force_login(manager_a)
+    rows = {r["serial number"]: r for r in read_csv(client.get(reverse(CSV_URL)))}
+    assert (rows["A-3"]["asset tag"], rows["A-3"]["assignee"]) == ("'\uff1d1+1", "'\uff0bSUM(A1)")
+
+
+def test_a_stored_control_character_does_not_break_the_xlsx_export(client, manager_a, org_a):
+    # Stored before the edge refused control characters (issue #15): the export drops them, the rest stays.
+    DeviceFactory(organisation=org_a, serial="A-4", asset_tag="TAG\u001b[31m-7", assignee="Ana\u0001")
+    client.force_login(manager_a)
+    response = client.get(reverse(XLSX_URL))
+    assert response.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content))).active
+    values = [cell.value for row in sheet.iter_rows(min_row=2) for cell in row]
+    assert "TAG[31m-7" in values and "Ana" in values
+
+
 def test_export_action_exports_the_selection(client, manager_a, org_a):
     devices = DeviceFactory.create_batch(3, organisation=org_a)
     client.force_login(manager_a)

@@ -396,6 +396,12 @@ def test_the_result_csv_never_hands_a_formula_to_a_spreadsheet(org_a):
     assert result.to_csv().splitlines()[1].startswith("2,\"'=HYPERLINK(")
 
 
+@pytest.mark.parametrize("serial", ["-2+3", "\uff1dcmd|'/c calc'!A0"], ids=["minus", "fullwidth-equals"])
+def test_the_result_csv_makes_every_formula_start_inert(org_a, serial):
+    result = devices_import(organisation=org_a, data=f"serial;model\n{serial};Nokia 3310\n".encode())
+    assert result.to_csv().splitlines()[1].split(",", 2)[1].lstrip('"').startswith("'")
+
+
 def test_the_command_dry_run_writes_nothing(org_a, core_z5, tmp_path, capsys):
     source = tmp_path / "inventaire.csv"
     source.write_bytes(FRENCH_EXCEL)
