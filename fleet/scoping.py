@@ -247,6 +247,12 @@ class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
     This one asks the related admin's ``get_queryset`` (scoped) with its ``list_select_related``.
     """
 
+    def has_output(self) -> bool:
+        # Django drops a filter with one choice (a manager of one organisation) *after* it took its parameter
+        # from the query: ?organisation__id__exact=<another organisation> then filtered nothing, and the list
+        # and its exports showed the user's whole organisation. A filter given a value always applies it.
+        return bool(self.used_parameters) or super().has_output()
+
     def field_choices(self, field: models.Field, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
         related_model = field.remote_field.model
         related_admin = model_admin.admin_site._registry.get(related_model)
