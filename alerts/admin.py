@@ -12,14 +12,14 @@ from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from alerts import digests
-from alerts.models import AlertSubscription, DigestDelivery
-from alerts.services import digest_message, digest_send_test, digest_window_start, subscription_save
+from alerts.models import AlertSubscription, DigestDelivery, DigestMessage, Unsubscription
+from alerts.services import digest_render, digest_send_test, digest_window_start, subscription_save
 from fleet.models import Fleet
 from fleet.scoping import OrganisationScopedAdmin, RecordsAdmin, ScopedRelatedFieldListFilter, is_superuser
 from fleet.selectors import organisation_ids_for_request
@@ -65,6 +65,40 @@ class AlertSubscriptionForm(forms.ModelForm):
         return cleaned
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """Rows FleetPatch writes itself, shown under their parent: nobody adds, changes or deletes them here."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        # Shown on its parent's page: whoever may view that row (its organisation's members) may read these.
+        return self.admin_site._registry[self.parent_model].has_view_permission(request, obj)
+
+
+class UnsubscriptionInline(ReadOnlyInline):
+    model = Unsubscription
+    fields = readonly_fields = ("address", "at", "via", "link_signed_at", "client_address", "user_agent")
+    ordering = ("-at",)
+    verbose_name_plural = _("unsubscriptions (the latest first)")
+
+
+class DigestMessageInline(ReadOnlyInline):
+    model = DigestMessage
+    fields = readonly_fields = ("address", "status", "attempts", "claimed_at", "sent_at", "error")
+    ordering = ("address",)
+
+
 @admin.register(AlertSubscription)
 class AlertSubscriptionAdmin(OrganisationScopedAdmin):
     form = AlertSubscriptionForm
@@ -77,6 +111,7 @@ class AlertSubscriptionAdmin(OrganisationScopedAdmin):
     readonly_fields = ("created_at", "last_sent_period")
     ordering = ("organisation__name", "name")
     actions = ("send_test_digest",)
+    inlines = (UnsubscriptionInline,)
 
     def save_model(self, request: HttpRequest, obj: AlertSubscription, form: forms.ModelForm, change: bool) -> None:
         self.check_may_write(request, obj)
@@ -125,20 +160,20 @@ class AlertSubscriptionAdmin(OrganisationScopedAdmin):
         return [preview, *super().get_urls()]
 
     def preview_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        """The HTML digest as it would be sent now, to its current recipients, without sending anything."""
+        """The HTML digest as it would be sent now, without sending anything. Its unsubscribe link is a neutral
+        one that unsubscribes nobody: whoever may view the subscription must not get a recipient's link."""
         subscription = get_object_or_404(self.get_queryset(request).select_related("organisation"), pk=object_id)
         if not self.has_view_permission(request, subscription):
             raise PermissionDenied
         now = timezone.now()
         window_start, previous_counts = digest_window_start(subscription, subscription.latest_occurrence(now) or now)
-        _, rendered, _message = digest_message(
-            subscription,
-            window_start=window_start,
-            window_end=now,
-            previous_counts=previous_counts,
-            recipients=digests.digest_recipients(subscription),
+        _, rendered = digest_render(
+            subscription, window_start=window_start, window_end=now, previous_counts=previous_counts
         )
-        return HttpResponse(rendered.html)
+        with translation.override(subscription.language):
+            nobody = gettext("(each recipient's address)")
+        copy = rendered.personal(address=nobody, unsubscribe_url=digests.preview_unsubscribe_url())
+        return HttpResponse(copy.html)
 
     @admin.display(description=_("preview"))
     def preview(self, obj: AlertSubscription) -> str:
@@ -182,5 +217,20 @@ class DigestDeliveryAdmin(RecordsAdmin):
     search_fields = ("subscription__name", "subject")
     ordering = ("-period",)
     show_full_result_count = False
+    inlines = (DigestMessageInline,)
 
     # Read-only (RecordsAdmin): deleting a row would let its period be sent again, so only an operator may.
+
+
+@admin.register(Unsubscription)
+class UnsubscriptionAdmin(RecordsAdmin):
+    """Every address that left a subscription: when, which way, from which link. Written by the unsubscribe
+    service only (the page, a mail client's one-click, or the subscription's form)."""
+
+    organisation_path = "subscription__organisation"
+    list_display = ("address", "subscription", "at", "via", "link_signed_at", "client_address")
+    list_filter = ("via",)
+    list_select_related = ("subscription__organisation",)
+    search_fields = ("address", "subscription__name")
+    ordering = ("-at",)
+    show_full_result_count = False

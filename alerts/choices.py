@@ -27,5 +27,26 @@ class DeliveryStatus(models.TextChoices):
     SENDING = "sending", _("Being sent")
     RETRYING = "retrying", _("Send failed, will retry")
     SENT = "sent", _("Sent")
+    PARTLY_SENT = "partly_sent", _("Sent to some recipients only")
     FAILED = "failed", _("Failed")
     SKIPPED_EMPTY = "skipped_empty", _("Skipped: nothing new")
+
+
+class MessageStatus(models.TextChoices):
+    """The life of one recipient's message of a period: waiting, held by the worker while it talks to the SMTP
+    server, then settled. Claimed before sending, like its period."""
+
+    PENDING = "pending", _("Waiting to be sent")
+    SENDING = "sending", _("Being sent")
+    RETRYING = "retrying", _("Refused, will retry")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    UNSUBSCRIBED = "unsubscribed", _("Not sent: unsubscribed meanwhile")
+
+
+class UnsubscribeVia(models.TextChoices):
+    """Which way an address left a subscription."""
+
+    ONE_CLICK = "one_click", _("One-click (mail client)")
+    PAGE = "page", _("Unsubscribe page")
+    ADMIN = "admin", _("Admin")

@@ -28,6 +28,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import formats, timezone, translation
+from django.utils.html import escape
 from django.utils.translation import gettext, ngettext
 
 from alerts.models import AlertSubscription
@@ -36,8 +37,15 @@ from devices.models import Device, StatusChange, Waiver
 from fleet.choices import Role
 from fleet.models import CompliancePolicy
 
-# Still "fleet.": the links of digests already sent, signed before the move to alerts, must keep working.
-UNSUBSCRIBE_SALT = "fleet.digest.unsubscribe"
+# Links signed before issue #15 (one message to every recipient, every recipient's link in it, never
+# expiring): their salt. They are refused (see alerts.views.legacy_unsubscribe): whoever holds one may have read it
+# in a message addressed to somebody else.
+LEGACY_UNSUBSCRIBE_SALT = "fleet.digest.unsubscribe"
+UNSUBSCRIBE_SALT = "alerts.digest.unsubscribe.v2"
+#: Stands for the recipient's own address and unsubscribe link in a digest rendered once for all recipients:
+#: plain ASCII that neither escaping nor translation changes, replaced in each recipient's copy.
+ADDRESS_MARK = "FLEETPATCH-RECIPIENT-ADDRESS-MARK"
+LINK_MARK = "https://fleetpatch.invalid/FLEETPATCH-UNSUBSCRIBE-LINK-MARK"
 
 
 # --- Links ---------------------------------------------------------------------------------------------------
@@ -60,23 +68,51 @@ def device_list_url(subscription: AlertSubscription, fleet_ids: list[int], **fil
     return absolute(f"{reverse('admin:devices_device_changelist')}?{urlencode(query)}")
 
 
+class ForeignUnsubscribeToken(signing.BadSignature):
+    """A genuine token, presented at another subscription's address."""
+
+
+def unsubscribe_max_age() -> dt.timedelta:
+    return dt.timedelta(days=settings.DIGEST_UNSUBSCRIBE_MAX_AGE_DAYS)
+
+
 def unsubscribe_token(*, subscription_id: int, address: str) -> str:
-    """A signed, non-expiring token naming one subscription and one address: whoever holds it may remove that
-    address from that subscription, and nothing else."""
+    """A signed, timestamped token naming one subscription and one address: whoever holds it may remove that
+    address from that subscription, and nothing else, for DIGEST_UNSUBSCRIBE_MAX_AGE_DAYS."""
     return signing.dumps({"s": subscription_id, "a": address.lower()}, salt=UNSUBSCRIBE_SALT, compress=True)
 
 
-def read_unsubscribe_token(token: str) -> tuple[int, str]:
-    """The (subscription id, address) a token names; raises ``signing.BadSignature`` if it was tampered with."""
-    payload = signing.loads(token, salt=UNSUBSCRIBE_SALT)
+@dataclasses.dataclass(frozen=True)
+class UnsubscribeToken:
+    subscription_id: int
+    address: str
+    signed_at: dt.datetime
+
+
+def read_unsubscribe_token(token: str, *, subscription_id: int) -> UnsubscribeToken:
+    """What a token presented at ``subscription_id``'s address names.
+
+    Raises ``signing.SignatureExpired`` when older than DIGEST_UNSUBSCRIBE_MAX_AGE_DAYS,
+    :class:`ForeignUnsubscribeToken` when it names another subscription, ``signing.BadSignature`` otherwise.
+    """
+    payload = signing.loads(token, salt=UNSUBSCRIBE_SALT, max_age=unsubscribe_max_age())
     if not isinstance(payload, dict) or not isinstance(payload.get("s"), int) or not isinstance(payload.get("a"), str):
         raise signing.BadSignature("unexpected payload")
-    return payload["s"], payload["a"]
+    if payload["s"] != subscription_id:
+        raise ForeignUnsubscribeToken("another subscription's token")
+    # The signature checked out, so its timestamp (the middle of "payload:timestamp:signature") is ours.
+    signed_at = dt.datetime.fromtimestamp(signing.b62_decode(token.rsplit(":", 2)[-2]), tz=dt.UTC)
+    return UnsubscribeToken(subscription_id=payload["s"], address=payload["a"], signed_at=signed_at)
 
 
 def unsubscribe_url(*, subscription_id: int, address: str) -> str:
     token = unsubscribe_token(subscription_id=subscription_id, address=address)
-    return absolute(reverse("alerts:unsubscribe", args=[token]))
+    return absolute(reverse("alerts:unsubscribe", args=[subscription_id, token]))
+
+
+def preview_unsubscribe_url() -> str:
+    """The link the admin's Preview shows: a page saying it is a preview's; it unsubscribes nobody."""
+    return absolute(reverse("alerts:unsubscribe_preview"))
 
 
 # --- Recipients ----------------------------------------------------------------------------------------------
@@ -384,16 +420,37 @@ def _status_word(status: str, count: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class PersonalCopy:
+    """One recipient's copy of a rendered digest: their address and their unsubscribe link, nobody else's."""
+
+    address: str
+    unsubscribe_url: str
+    text: str
+    html: str
+
+
+@dataclasses.dataclass(frozen=True)
 class RenderedDigest:
+    """A digest rendered once for all its recipients, with marks where each copy says whose it is."""
+
     subject: str
     text: str
     html: str
     language: str
 
+    def personal(self, *, address: str, unsubscribe_url: str) -> PersonalCopy:
+        """The copy for ``address`` with ``unsubscribe_url``: two string replacements, no template rendered."""
+        return PersonalCopy(
+            address=address,
+            unsubscribe_url=unsubscribe_url,
+            text=self.text.replace(LINK_MARK, unsubscribe_url).replace(ADDRESS_MARK, address),
+            html=self.html.replace(LINK_MARK, escape(unsubscribe_url)).replace(ADDRESS_MARK, escape(address)),
+        )
 
-def render_digest(digest: Digest, *, recipients: list[str]) -> RenderedDigest:
-    """Subject, plain text and HTML of ``digest`` in the subscription's language, with one unsubscribe link per
-    recipient (a digest is one message to all of them)."""
+
+def render_digest(digest: Digest) -> RenderedDigest:
+    """Subject, plain text and HTML of ``digest`` in the subscription's language, rendered once for all its
+    recipients: each one's copy (:meth:`RenderedDigest.personal`) carries only their own unsubscribe link."""
     subscription = digest.subscription
     with translation.override(subscription.language), timezone.override(subscription.zone):
         context = {
@@ -401,9 +458,8 @@ def render_digest(digest: Digest, *, recipients: list[str]) -> RenderedDigest:
             "subscription": subscription,
             "organisation": subscription.organisation,
             "summary": digest_summary(digest),
-            "unsubscribe_links": [
-                (address, unsubscribe_url(subscription_id=subscription.pk, address=address)) for address in recipients
-            ],
+            "recipient": ADDRESS_MARK,
+            "unsubscribe_url": LINK_MARK,
             "site_url": settings.SITE_URL,
             "language": subscription.language,
         }

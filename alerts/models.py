@@ -1,5 +1,6 @@
-"""Email digests: who receives an organisation's digest and when (AlertSubscription), and the record of every
-period sent or not (DigestDelivery). Both moved here from fleet and keep their tables."""
+"""Email digests: who receives an organisation's digest and when (AlertSubscription), the record of every
+period sent or not (DigestDelivery, moved here from fleet with its table), of every recipient's message of a
+period (DigestMessage) and of every address that left a subscription (Unsubscription)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from alerts.choices import DeliveryStatus, DigestFrequency, Weekday
+from alerts.choices import DeliveryStatus, DigestFrequency, MessageStatus, UnsubscribeVia, Weekday
 from fleet.models import Fleet, Organisation
 
 
@@ -241,3 +242,58 @@ class DigestDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription} @ {self.period:%Y-%m-%d %H:%M} ({self.get_status_display()})"
+
+
+class DigestMessage(models.Model):
+    """One recipient's message of one period: inserted once per (delivery, address), so once per (subscription,
+    period, recipient), claimed before it is handed to the SMTP server, then settled."""
+
+    delivery = models.ForeignKey(
+        DigestDelivery, on_delete=models.CASCADE, related_name="messages", verbose_name=_("delivery")
+    )
+    address = models.EmailField(_("address"), max_length=254)
+    status = models.CharField(_("status"), max_length=20, choices=MessageStatus.choices, default=MessageStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    claimed_at = models.DateTimeField(_("claimed by a worker at"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        ordering = ["delivery", "address"]
+        verbose_name = _("digest message")
+        verbose_name_plural = _("digest messages")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["delivery", "address"],
+                name="digestmessage_once_per_recipient",
+                violation_error_message=_("This recipient already has a message for this period."),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.get_status_display()})"
+
+
+class Unsubscription(models.Model):
+    """One address leaving one subscription: who, when, and which way (one-click, the page, the admin)."""
+
+    subscription = models.ForeignKey(
+        AlertSubscription, on_delete=models.CASCADE, related_name="unsubscriptions", verbose_name=_("subscription")
+    )
+    address = models.EmailField(_("address"), max_length=254)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    via = models.CharField(_("via"), max_length=20, choices=UnsubscribeVia.choices)
+    link_signed_at = models.DateTimeField(
+        _("link signed at"), null=True, blank=True, help_text=_("When the link that was followed was made.")
+    )
+    client_address = models.GenericIPAddressField(_("client address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("unsubscription")
+        verbose_name_plural = _("unsubscriptions")
+        indexes = [models.Index(fields=["subscription", "-at"], name="unsubscription_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.address} @ {self.at:%Y-%m-%d %H:%M} ({self.get_via_display()})"

@@ -9,5 +9,8 @@ from alerts import views
 app_name = "alerts"
 
 urlpatterns = [
-    path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("unsubscribe/preview/", views.unsubscribe_preview, name="unsubscribe_preview"),
+    path("unsubscribe/<int:subscription_id>/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    # Links of digests sent before per-recipient messages: answered with a page saying how to unsubscribe now.
+    path("unsubscribe/<str:token>/", views.legacy_unsubscribe, name="legacy_unsubscribe"),
 ]

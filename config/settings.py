@@ -365,6 +365,8 @@ DIGEST_MAX_ATTEMPTS = env.int("DIGEST_MAX_ATTEMPTS", default=6)
 DIGEST_RETRY_BACKOFF = env.int("DIGEST_RETRY_BACKOFF", default=60)
 DIGEST_STALE_CLAIM_MINUTES = env.int("DIGEST_STALE_CLAIM_MINUTES", default=30)
 DIGEST_WAIVER_NOTICE_DAYS = env.int("DIGEST_WAIVER_NOTICE_DAYS", default=14)
+# How long a digest's unsubscribe link works after the digest was sent (docs/digests.md).
+DIGEST_UNSUBSCRIBE_MAX_AGE_DAYS = env.int("DIGEST_UNSUBSCRIBE_MAX_AGE_DAYS", default=60)
 
 # --- Operations -----------------------------------------------------------------------------
 # /metrics answers only a request bearing this token; without one configured it is a 404.

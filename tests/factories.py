@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from alerts.choices import DeliveryStatus
-from alerts.models import AlertSubscription, DigestDelivery
+from alerts.models import AlertSubscription, DigestDelivery, DigestMessage, Unsubscription
 from devices.choices import ImportKind
 from devices.models import (
     BatteryEvent,
@@ -282,3 +282,20 @@ class DigestDeliveryFactory(factory.django.DjangoModelFactory):
     subscription = factory.SubFactory(AlertSubscriptionFactory)
     period = factory.LazyFunction(lambda: timezone.now().replace(minute=0, second=0, microsecond=0))
     status = DeliveryStatus.CLAIMED
+
+
+class DigestMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DigestMessage
+
+    delivery = factory.SubFactory(DigestDeliveryFactory)
+    address = factory.Sequence(lambda n: f"recipient{n}@example.org")
+
+
+class UnsubscriptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Unsubscription
+
+    subscription = factory.SubFactory(AlertSubscriptionFactory)
+    address = factory.Sequence(lambda n: f"left{n}@example.org")
+    via = "page"

@@ -89,7 +89,7 @@ def _digest(org_a, language: str) -> digests.RenderedDigest:
                 }
             ],
         )
-    return digests.render_digest(digest, recipients=["ops@example.org"])
+    return digests.render_digest(digest)
 
 
 def test_a_french_digest_writes_numbers_and_dates_the_french_way(org_a):

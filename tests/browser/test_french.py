@@ -133,7 +133,11 @@ def test_a_french_digest_reads_in_french_in_chromium(french_page, live_server, c
     assert page.locator("html").get_attribute("lang") == "fr"
     assert_french(
         page.locator("body").text_content(),
-        present=["Synthèse FleetPatch pour Ministère A", "Appareils par statut", "Ne plus l’envoyer à dsi@example.org"],
-        absent=["FleetPatch digest for", "Devices by status", "Stop sending it to"],
+        present=[
+            "Synthèse FleetPatch pour Ministère A",
+            "Appareils par statut",
+            "Ne plus l’envoyer à (l’adresse de chaque destinataire)",
+        ],
+        absent=["FleetPatch digest for", "Devices by status", "Stop sending it to", "dsi@example.org"],
     )
     screenshot(page, "fr-digest")

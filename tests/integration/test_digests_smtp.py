@@ -69,3 +69,67 @@ def test_a_server_that_refuses_then_accepts_gets_the_digest_once(smtp_sink, cele
     assert len(smtp_sink.messages) == 1
     assert delivery.attempts == 2
     assert "451" in delivery.error
+
+
+def test_each_recipient_gets_one_message_with_only_its_own_link_and_can_unsubscribe_in_one_click(
+    smtp_sink, celery_worker_process, real_services, tmp_path
+):
+    from django.test import Client
+
+    from alerts.choices import MessageStatus, UnsubscribeVia
+    from alerts.digests import digest_recipients
+    from alerts.models import Unsubscription
+
+    smtp_sink.refuse = 1  # the first recipient's first attempt is greylisted
+    subscription = due_subscription("team", "Team Org", "boss@team.example")
+    subscription.extra_recipients = "ops@team.example\nsoc@team.example"
+    subscription.save(update_fields=["extra_recipients"])
+    addresses = ["boss@team.example", "ops@team.example", "soc@team.example"]
+
+    send_task(real_services, "fleet.dispatch_digests")
+    assert wait_for(lambda: subscription.deliveries.filter(status=DeliveryStatus.SENT).exists()), list(
+        subscription.deliveries.values("status", "attempts", "error")
+    )
+    delivery = subscription.deliveries.get()
+    assert smtp_sink.refused == 1 and delivery.attempts == 2
+    # One SMTP transaction per recipient, each to that recipient alone, each accepted once.
+    assert sorted(rcpt for rcpt, _raw in smtp_sink.messages) == [[address] for address in addresses]
+    assert set(delivery.messages.values_list("status", flat=True)) == {MessageStatus.SENT}
+    assert sorted(delivery.messages.values_list("attempts", flat=True)) == [1, 1, 2]
+
+    links = {}
+    for (address,), raw in smtp_sink.messages:
+        message = parse(raw)
+        assert message["To"] == address
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        link = message["List-Unsubscribe"].strip().removeprefix("<").removesuffix(">")
+        assert f"/alerts/unsubscribe/{subscription.pk}/" in link
+        text, html = (part.get_content() for part in message.iter_parts())
+        assert link in text and link.replace("&", "&amp;") in html
+        links[address] = link
+        for other in set(addresses) - {address}:
+            assert other not in text and other not in html  # nobody else's address, hence nobody else's link
+    assert len(set(links.values())) == 3
+
+    # Beat again: nothing more for anybody.
+    log = tmp_path / "worker.log"
+    send_task(real_services, "fleet.dispatch_digests")
+    assert wait_for(lambda: log.read_text().count("digest dispatch:") >= 2)
+    assert len(smtp_sink.messages) == 3
+
+    # A mail scanner follows ops's link (GET): nothing happens. Ops's mail client POSTs the one-click body.
+    client = Client(enforce_csrf_checks=True)
+    path = links["ops@team.example"].split("127.0.0.1:8000", 1)[1]
+    assert client.get(path).status_code == 200
+    assert digest_recipients(subscription) == addresses
+    assert (
+        client.post(path, {"List-Unsubscribe": "One-Click"}, headers={"user-agent": "MailClient/1"}).status_code == 200
+    )
+    subscription.refresh_from_db()
+    assert digest_recipients(subscription) == ["boss@team.example", "soc@team.example"]
+    record = Unsubscription.objects.get()
+    assert (record.address, record.via, record.user_agent) == (
+        "ops@team.example",
+        UnsubscribeVia.ONE_CLICK,
+        "MailClient/1",
+    )

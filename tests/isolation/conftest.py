@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from alerts.models import AlertSubscription, DigestDelivery
+from alerts.models import AlertSubscription, DigestDelivery, Unsubscription
 from devices.compliance.rollouts import rollouts_refresh
 from devices.compliance.tallies import snapshot_statuses, tally_devices
 from devices.models import BuildRollout, Waiver
@@ -138,6 +138,9 @@ def _build_organisation(key: str, phone_model: Any, public_build: Any, now: dt.d
         subscription=subscription,
         delivery=DigestDelivery.objects.create(
             subscription=subscription, period=now - dt.timedelta(days=1), subject=f"{marker} weekly digest"
+        ),
+        unsubscription=Unsubscription.objects.create(
+            subscription=subscription, address=f"left@{marker.lower()}.example.org", via="page"
         ),
         pin=BuildPin.objects.create(
             organisation=org, model=phone_model, build=build, pinned_at=now, note=f"{marker} validated"

@@ -85,12 +85,8 @@ class Command(BaseCommand):
                 continue
             window_start, previous_counts = services.digest_window_start(subscription, period)
             recipients = digests.digest_recipients(subscription)
-            digest, rendered, _message = services.digest_message(
-                subscription,
-                window_start=window_start,
-                window_end=now,
-                previous_counts=previous_counts,
-                recipients=recipients,
+            digest, rendered = services.digest_render(
+                subscription, window_start=window_start, window_end=now, previous_counts=previous_counts
             )
             verdict = (
                 gettext("would skip (nothing new)")
