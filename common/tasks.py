@@ -53,11 +53,15 @@ def enqueue_on_commit(task: Task | str, *args: Any, catch_up: str, eta: dt.datet
         name = task if isinstance(task, str) else task.name
         try:
             registered = task if not isinstance(task, str) else registered_task(name)
-            if registered is not None:
-                # apply_async honours task_always_eager and the routes, as delay does.
+            # delay and apply_async honour task_always_eager and the routes.
+            if registered is not None and eta is not None:
                 registered.apply_async(args=args, eta=eta)
-            else:
+            elif registered is not None:
+                registered.delay(*args)
+            elif eta is not None:
                 current_app.send_task(name, args=args, eta=eta)
+            else:
+                current_app.send_task(name, args=args)
         except BrokerUnreachable as error:
             logger.warning("broker unreachable, %s%r not enqueued (%s): %s will catch up", name, args, error, catch_up)
 
