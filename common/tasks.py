@@ -11,6 +11,7 @@ names the task instead of importing it: :func:`enqueue_task_on_commit` looks it 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -41,19 +42,24 @@ def database_retry(**overrides: Any) -> dict[str, Any]:
     return {**DATABASE_RETRY, **overrides}
 
 
-def enqueue_on_commit(task: Task | str, *args: Any, catch_up: str) -> None:
+def enqueue_on_commit(task: Task | str, *args: Any, catch_up: str, eta: dt.datetime | None = None) -> None:
     """Sends ``task(*args)`` once the current transaction commits; logs instead of failing when the broker is down.
 
     ``task`` is a task or a registered task's name. ``catch_up`` says, for the log, what will do the work
-    instead (e.g. "the next sweep").
+    instead (e.g. "the next sweep"). ``eta``: run it no earlier than this moment (a build released later).
     """
 
     def send() -> None:
         name = task if isinstance(task, str) else task.name
         try:
             registered = task if not isinstance(task, str) else registered_task(name)
-            if registered is not None:
-                registered.delay(*args)  # honours task_always_eager and the routes
+            # delay and apply_async honour task_always_eager and the routes.
+            if registered is not None and eta is not None:
+                registered.apply_async(args=args, eta=eta)
+            elif registered is not None:
+                registered.delay(*args)
+            elif eta is not None:
+                current_app.send_task(name, args=args, eta=eta)
             else:
                 current_app.send_task(name, args=args)
         except BrokerUnreachable as error:

@@ -60,3 +60,9 @@ class SweepRangeStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     DONE = "done", _("Done")
     FAILED = "failed", _("Failed")
+
+
+class ObservedBuildState(models.TextChoices):
+    OBSERVED = "observed", _("Observed")
+    PROMOTED = "promoted", _("Promoted to the catalogue")
+    REVOKED = "revoked", _("Revoked")

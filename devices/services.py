@@ -15,12 +15,13 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from devices.choices import BatteryEventKind
+from devices.choices import BatteryEventKind, ObservedBuildState
 from devices.compliance import engine as compliance
-from devices.models import BatteryEvent, CheckIn, Device, Waiver
+from devices.models import BatteryEvent, CheckIn, Device, ObservedBuild, Waiver
 from fleet.models import Fleet, Organisation
 from updates.choices import Channel
 from updates.models import DeviceModel
+from updates.services import build_publish, enqueue_model_recompute
 
 if TYPE_CHECKING:
     pass
@@ -463,3 +464,45 @@ def devices_recompute(*, device_ids: list[int], now: dt.datetime | None = None, 
         compliance.recompute(devices=subquery, now=now, reason=reason)
     else:
         compliance.recompute(device_ids=device_ids, now=now, reason=reason)
+
+
+# --- Observed builds ---------------------------------------------------------------------------------
+@transaction.atomic
+def observed_build_promote(*, observed: ObservedBuild, now: dt.datetime | None = None) -> ObservedBuild:
+    """Makes an observed build a catalogue build: the organisation's private build (an organisation vouches
+    for its own fleet, not for everyone's), released when it was first seen, with the patch level its devices
+    report. ``build_publish`` re-evaluates the model after commit, which links the devices that run it."""
+    if observed.state != ObservedBuildState.OBSERVED:
+        raise ValidationError({"state": gettext("Only an observed build can be promoted.")})
+    if observed.security_patch_level is None:
+        raise ValidationError(
+            {"security_patch_level": gettext("No device reported a patch level for this build: it cannot be promoted.")}
+        )
+    build = build_publish(
+        model=observed.model,
+        build_number=observed.build_number,
+        security_patch_level=observed.security_patch_level,
+        released_at=observed.first_seen_at,
+        android_version=observed.android_version,
+        organisation=observed.organisation,
+        notes=gettext("Promoted from the builds the organisation's devices reported."),
+    )
+    observed.state = ObservedBuildState.PROMOTED
+    observed.promoted_build = build
+    observed.changed_at = now or timezone.now()
+    observed.save(update_fields=["state", "promoted_build", "changed_at"])
+    return observed
+
+
+@transaction.atomic
+def observed_build_revoke(*, observed: ObservedBuild, now: dt.datetime | None = None) -> ObservedBuild:
+    """An observed build the organisation does not vouch for: never a target again, and its devices are judged
+    by their patch level alone. The model is re-evaluated after commit."""
+    if observed.state == ObservedBuildState.PROMOTED:
+        raise ValidationError({"state": gettext("A promoted build is revoked in the catalogue, not here.")})
+    if observed.state != ObservedBuildState.REVOKED:
+        observed.state = ObservedBuildState.REVOKED
+        observed.changed_at = now or timezone.now()
+        observed.save(update_fields=["state", "changed_at"])
+        enqueue_model_recompute(model_id=observed.model_id, reason=f"observed build {observed.build_number} revoked")
+    return observed

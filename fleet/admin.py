@@ -142,6 +142,8 @@ class CompliancePolicyAdmin(OrganisationScopedAdmin):
         "battery_max_age_days",
         "battery_min_health_pct",
         "eos_warning_days",
+        "use_observed_builds",
+        "observed_build_min_devices",
     )
     list_filter = (("organisation", ScopedRelatedFieldListFilter),)
     list_select_related = ("organisation", "fleet")

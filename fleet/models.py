@@ -129,6 +129,21 @@ class CompliancePolicy(models.Model):
         _("Models whose security support ends within this many days are flagged."),
     )
 
+    use_observed_builds = models.BooleanField(
+        _("measure against observed builds"),
+        default=True,
+        help_text=_(
+            "A model without any catalogue build for the organisation is measured against the newest build "
+            "its devices report (see the minimum below)."
+        ),
+    )
+    observed_build_min_devices = models.PositiveIntegerField(
+        _("observed build: minimum devices"),
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text=_("An observed build is a target once at least this many of the organisation's devices run it."),
+    )
+
     class Meta:
         verbose_name = _("compliance policy")
         verbose_name_plural = _("compliance policies")

@@ -19,6 +19,7 @@ from devices.models import (
     Device,
     DeviceTally,
     ImportJob,
+    ObservedBuild,
     StatusChange,
     SweepRange,
     SweepRun,
@@ -129,6 +130,19 @@ class OSBuildFactory(factory.django.DjangoModelFactory):
     android_version = "14"
     security_patch_level = dt.date(2024, 1, 5)
     released_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(days=30))
+
+
+class ObservedBuildFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ObservedBuild
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    model = factory.SubFactory(DeviceModelFactory)
+    build_number = factory.Sequence(lambda n: f"OBS.{240000 + n}.001")
+    android_version = "14"
+    security_patch_level = factory.LazyFunction(lambda: timezone.now().date() - dt.timedelta(days=20))
+    first_seen_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(days=20))
+    last_seen_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(hours=1))
 
 
 class DeviceFactory(factory.django.DjangoModelFactory):

@@ -23,10 +23,11 @@ from updates.models import BuildPin, DeviceModel, Manufacturer, OSBuild
 RECOMPUTE_MODEL_TASK = "updates.recompute_model"
 
 
-def enqueue_model_recompute(*, model_id: int, reason: str) -> None:
-    """After commit, re-evaluates the devices of one model (and links those that reported a build the
-    catalogue now has). With the broker down the change is committed anyway: the next sweep catches up."""
-    enqueue_on_commit(RECOMPUTE_MODEL_TASK, model_id, reason, catch_up="the next sweep")
+def enqueue_model_recompute(*, model_id: int, reason: str, eta: dt.datetime | None = None) -> None:
+    """After commit (and no earlier than ``eta``), re-evaluates the devices of one model (and links those that
+    reported a build the catalogue now has). With the broker down the change is committed anyway: the next
+    sweep catches up."""
+    enqueue_on_commit(RECOMPUTE_MODEL_TASK, model_id, reason, catch_up="the next sweep", eta=eta)
 
 
 @transaction.atomic
@@ -56,6 +57,10 @@ def build_publish(
     build.full_clean()
     build.save()
     enqueue_model_recompute(model_id=model.pk, reason=f"build {build_number} published")
+    if released_at > timezone.now():
+        # Not a target before its release: the model is re-evaluated again when it comes (the periodic sweep,
+        # which re-evaluates every device, would also catch it within its interval).
+        enqueue_model_recompute(model_id=model.pk, reason=f"build {build_number} released", eta=released_at)
     return build
 
 

@@ -22,6 +22,7 @@ from common import bulk
 from devices.checkins.parsers import DeviceIdentity, Report
 from devices.choices import ComplianceStatus
 from devices.compliance import engine as compliance
+from devices.compliance import observed
 from devices.models import CheckIn, Device
 from updates.models import DeviceModel, OSBuild
 
@@ -103,7 +104,8 @@ def checkins_ingest(
     4. Collapse reports repeated inside the batch (same device and reported_at), then insert the
        check-ins with INSERT ... ON CONFLICT DO NOTHING RETURNING: what comes back is what is new.
     5. Fold each device's new reports that are not older than its last check-in into one row of state,
-       and write them with one UPDATE ... FROM (the rows) guarded by ``last_check_in_at``.
+       and write them with one UPDATE ... FROM (the rows) guarded by ``last_check_in_at``; then record
+       the new reports of builds the catalogue lacks as observed builds (one upsert, only if there are any).
     6. One compliance recompute over every device of the batch, then one SELECT of their statuses.
     """
     now = now or timezone.now()
@@ -193,6 +195,11 @@ def checkins_ingest(
         )
     applied_devices = _update_devices(newest)
     applied_items = {i for i in applied_items if device_of[i]["id"] in applied_devices}
+
+    # 5b. Builds the catalogue lacks, recorded as the organisation's observed builds (one upsert).
+    _record_observed_builds(
+        organisation_id, [(device_of[i]["model_id"], submissions[i].report) for i in created_items], builds
+    )
 
     # 6. Compliance.
     touched = sorted({device_of[i]["id"] for i in valid})
@@ -362,11 +369,21 @@ def _insert_check_ins(rows: Sequence[tuple[Report, int, int | None]], *, now: dt
 
 # --- 5. Device state -------------------------------------------------------------------------------
 def _fold(state: dict, report: Report, build_id: int | None) -> dict:
-    """The device state after ``report``, on top of what earlier reports of the batch set."""
+    """The device state after ``report``, on top of what earlier reports of the batch set.
+
+    A report that moves the device to another build without a patch level leaves none: the patch level
+    an earlier report gave was the old build's, and the engine then takes the new build's (catalogue or
+    observed). The UPDATE applies the same rule against the build stored before the batch.
+    """
     state = dict(state)
     state["last_check_in_at"] = report.reported_at
     # Fields a report leaves out (Headwind sends no build number) keep their last known value.
     if report.build_number:
+        if report.security_patch_level is None and state.get("reported_build_number") not in (
+            None,
+            report.build_number,
+        ):
+            state.pop("security_patch_level", None)
         state["has_build"] = True
         state["current_build_id"] = build_id
         state["reported_build_number"] = report.build_number
@@ -375,6 +392,26 @@ def _fold(state: dict, report: Report, build_id: int | None) -> dict:
         if value not in (None, ""):
             state[field] = value
     return state
+
+
+def _record_observed_builds(
+    organisation_id: int, reports: Sequence[tuple[int | None, Report]], builds: dict[tuple[int, str], int]
+) -> None:
+    """The new reports of a known model naming a build number the catalogue has no build for (visible to the
+    organisation), as observed builds: one INSERT ... ON CONFLICT DO UPDATE, none when there are none."""
+    sightings = [
+        observed.Sighting(
+            model_id=model_id,
+            build_number=report.build_number,
+            reported_at=report.reported_at,
+            android_version=report.android_version or "",
+            security_patch_level=report.security_patch_level,
+        )
+        for model_id, report in reports
+        if model_id is not None and report.build_number and (model_id, report.build_number) not in builds
+    ]
+    if sightings:
+        observed.observed_builds_record(organisation_id=organisation_id, sightings=sightings)
 
 
 # (column, PostgreSQL type) of the VALUES rows; SQLite takes them untyped.
@@ -432,11 +469,16 @@ def _update_devices(states: dict[int, tuple[dt.datetime, dict]]) -> set[int]:
         placeholder = "(" + ", ".join(["%s"] * len(_UPDATE_COLUMNS)) + ")"
         values = f"VALUES {', '.join([placeholder] * len(rows))}"
     table = Device._meta.db_table
-    keep = ", ".join(
+    # A build change without a patch level clears the old build's (see _fold); otherwise a value left out
+    # keeps the stored one.
+    stored = f"{table}.reported_build_number"
+    build_changed = f"v.has_build AND {stored} <> '' AND {stored} <> v.reported_build_number"
+    keep = f"security_patch_level = CASE WHEN v.security_patch_level IS NULL AND {build_changed} THEN NULL "
+    keep += f"ELSE COALESCE(v.security_patch_level, {table}.security_patch_level) END, "
+    keep += ", ".join(
         f"{column} = COALESCE(v.{column}, {table}.{column})"
         for column in (
             "android_version",
-            "security_patch_level",
             "battery_level_pct",
             "battery_health_pct",
             "battery_cycle_count",

@@ -2,20 +2,30 @@
 
 Every path (a check-in, a catalogue change, the periodic sweep) calls :func:`recompute`, which
 runs the same statement with a different ``WHERE``. The rules, in order of precedence (the first
-that matches wins), are documented in README.md ("Compliance statuses"):
+that matches wins), are documented in docs/compliance.md ("Statuses") and README.md:
 
-1. ``unknown``      never reported;
-2. ``silent``       no check-in for ``max_silence_days`` or more;
-3. ``unsupported``  the model is past ``security_support_until``;
-4. ``unknown``      the model is unknown, or the reported build is not in the catalogue;
-5. ``critical``     the security patch level is older than ``max_patch_age_days``;
-6. ``behind``       a build it should run was released (or pinned) ``grace_days`` or more ago;
+1. ``unknown``        never reported;
+2. ``silent``         no check-in for ``max_silence_days`` or more;
+3. ``unsupported``    the model is past ``security_support_until``;
+4. ``critical``       the patch level (reported, else its build's) is older than ``max_patch_age_days``,
+                      whether or not the model or the build is known: it is the one signal needing no catalogue;
+5. ``unknown``        neither a patch level nor a known build (catalogue or observed): we cannot judge;
+6. ``behind``         a build it should run became due ``grace_days`` or more ago;
 7. ``update_pending`` such a build exists, still within its grace;
-8. ``up_to_date``   otherwise.
+8. ``up_to_date``     otherwise.
 
-The target build of a device is its organisation's pin for the model if there is one (and it is
-not revoked), else the newest non-revoked build of its model that it may run: public builds and
-its own organisation's private builds; stable devices take stable builds, beta devices take both.
+The target build of a device is its organisation's pin for the model if there is one (not revoked, already
+released), else the newest non-revoked, already released build of its model that it may run: public builds
+and its own organisation's private builds; stable devices take stable builds, beta devices take both. A
+build whose ``released_at`` is still to come is no target, no newer build and no build behind until then.
+When the model has no such catalogue build and the policy allows it (``use_observed_builds``), the target is
+the organisation's newest observed build (by patch level, then first seen) that at least
+``observed_build_min_devices`` of its devices run; its first sighting stands for its release.
+
+Which build a device missed is read from builds when its own build is a catalogue build (or an observed
+build measured against an observed target); otherwise (no known build, or an observed build measured
+against a catalogue target) from patch levels: the device missed the target when the target's patch level
+is newer than its own, since the target's release.
 
 Algorithm of :func:`recompute`:
 
@@ -42,8 +52,9 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from devices.choices import BatteryStatus, ComplianceStatus
-from devices.models import Device, StatusChange, Waiver
+from devices.choices import BatteryStatus, ComplianceStatus, ObservedBuildState
+from devices.compliance.observed import observed_builds_count
+from devices.models import Device, ObservedBuild, StatusChange, Waiver
 from fleet.models import CompliancePolicy
 from updates.models import BuildPin, DeviceModel, OSBuild
 
@@ -52,7 +63,7 @@ def _default(field: str) -> int:
     return CompliancePolicy._meta.get_field(field).default
 
 
-# Thresholds used when neither the device's fleet nor its organisation has a policy.
+# Thresholds (and the observed-build switch) used when neither the device's fleet nor its organisation has a policy.
 DEFAULT_THRESHOLDS = {
     field: _default(field)
     for field in (
@@ -62,6 +73,8 @@ DEFAULT_THRESHOLDS = {
         "battery_max_age_days",
         "battery_min_health_pct",
         "eos_warning_days",
+        "use_observed_builds",
+        "observed_build_min_devices",
     )
 }
 
@@ -116,6 +129,7 @@ def _tables() -> dict[str, str]:
         "policy": CompliancePolicy._meta.db_table,
         "pin": BuildPin._meta.db_table,
         "waiver": Waiver._meta.db_table,
+        "observed": ObservedBuild._meta.db_table,
         "statuschange": StatusChange._meta.db_table,
     }
 
@@ -134,12 +148,24 @@ def _computed_sql(sql: _Dialect, where: str) -> tuple[str, str]:
     back by hash; per device only the thresholds and dates are compared.
     """
     t = _tables()
-    # A build this combination may run: same model, not revoked, public or its own organisation's,
-    # stable for stable devices, stable or beta for beta devices.
+    # A build this combination may run: same model, not revoked, already released, public or its own
+    # organisation's, stable for stable devices, stable or beta for beta devices.
     eligible = (
-        "b.model_id = c.model_key AND b.is_revoked = %(false)s"
+        "b.model_id = c.model_key AND b.is_revoked = %(false)s AND b.released_at <= %(now)s"
         " AND (b.organisation_id IS NULL OR b.organisation_id = c.organisation_id)"
         " AND (b.channel = 'stable' OR c.channel = 'beta')"
+    )
+    # An observed build that may be this combination's target: its organisation's, of its model, neither
+    # promoted nor revoked, with a patch level, run by enough of the organisation's devices.
+    observed_target = (
+        "o.organisation_id = k.organisation_id AND o.model_id = k.model_key"
+        f" AND o.state = '{ObservedBuildState.OBSERVED}'"
+        " AND o.security_patch_level IS NOT NULL AND o.device_count >= k.observed_build_min_devices"
+    )
+    # ... and newer than the combination's own observed build (by patch level, then first sighting).
+    observed_newer = (
+        "o.id <> k.ob_id AND (k.ob_patch_level IS NULL OR o.security_patch_level > k.ob_patch_level"
+        " OR (o.security_patch_level = k.ob_patch_level AND o.first_seen_at > k.ob_first_seen_at))"
     )
     in_scope = f"d.retired_at IS NULL AND ({where})"
     # A fleet's policy wins over its organisation's, which wins over the defaults.
@@ -147,20 +173,24 @@ def _computed_sql(sql: _Dialect, where: str) -> tuple[str, str]:
         f"COALESCE(fp.{name}, op.{name}, %(default_{name})s) AS {name}" for name in DEFAULT_THRESHOLDS
     )
     active_waiver = "w.revoked_at IS NULL AND w.granted_at <= %(now)s AND w.expires_at > %(now)s"
+    # reported_key: the build number of a device the catalogue has no build for (its observed build's).
     # missed_since: when the first build the device should have installed became due (its release,
     # or its pinning if later); for a device on a revoked build, the revocation at the latest.
     ctes = f"""
         combos AS MATERIALIZED (
             SELECT DISTINCT d.organisation_id, COALESCE(d.fleet_id, 0) AS fleet_key,
-                   COALESCE(d.model_id, 0) AS model_key, d.channel, COALESCE(d.current_build_id, 0) AS build_key
+                   COALESCE(d.model_id, 0) AS model_key, d.channel, COALESCE(d.current_build_id, 0) AS build_key,
+                   CASE WHEN d.current_build_id IS NULL AND d.model_id IS NOT NULL
+                        THEN d.reported_build_number ELSE '' END AS reported_key
               FROM {t["device"]} d WHERE {in_scope}
         ),
         candidates AS MATERIALIZED (
-            SELECT c.organisation_id, c.fleet_key, c.model_key, c.channel, c.build_key,
+            SELECT c.organisation_id, c.fleet_key, c.model_key, c.channel, c.build_key, c.reported_key,
                    {thresholds},
                    m.security_support_until, cb.security_patch_level AS cb_patch_level,
                    cb.released_at AS cb_released_at, cb.is_revoked AS cb_is_revoked,
                    COALESCE(cb.revoked_at, cb.released_at) AS cb_revoked_at,
+                   ob.id AS ob_id, ob.security_patch_level AS ob_patch_level, ob.first_seen_at AS ob_first_seen_at,
                    pb.id AS pin_id, pb.released_at AS pin_released_at, bp.pinned_at AS pin_pinned_at,
                    CASE WHEN pb.id IS NOT NULL THEN pb.id ELSE (
                        SELECT b.id FROM {t["build"]} b WHERE {eligible}
@@ -174,19 +204,47 @@ def _computed_sql(sql: _Dialect, where: str) -> tuple[str, str]:
               FROM combos c
               LEFT JOIN {t["model"]} m ON m.id = c.model_key
               LEFT JOIN {t["build"]} cb ON cb.id = c.build_key
+              LEFT JOIN {t["observed"]} ob ON ob.organisation_id = c.organisation_id AND ob.model_id = c.model_key
+                        AND ob.build_number = c.reported_key AND ob.state <> '{ObservedBuildState.REVOKED}'
               LEFT JOIN {t["policy"]} fp ON fp.fleet_id = c.fleet_key
               LEFT JOIN {t["policy"]} op ON op.organisation_id = c.organisation_id AND op.fleet_id IS NULL
               LEFT JOIN {t["pin"]} bp ON bp.organisation_id = c.organisation_id AND bp.model_id = c.model_key
               LEFT JOIN {t["build"]} pb ON pb.id = bp.build_id AND pb.is_revoked = %(false)s
+                        AND pb.released_at <= %(now)s
+        ),
+        observed_candidates AS MATERIALIZED (
+            SELECT k.*,
+                   CASE WHEN k.target_id IS NULL AND k.use_observed_builds = %(true)s THEN (
+                       SELECT o.id FROM {t["observed"]} o WHERE {observed_target}
+                        ORDER BY o.security_patch_level DESC, o.first_seen_at DESC, o.id DESC LIMIT 1
+                   ) END AS observed_target_id,
+                   CASE WHEN k.ob_id IS NOT NULL THEN (
+                       SELECT MIN(o.first_seen_at) FROM {t["observed"]} o WHERE {observed_target} AND {observed_newer}
+                   ) END AS observed_next_seen_at,
+                   CASE WHEN k.ob_id IS NOT NULL THEN (
+                       SELECT COUNT(*) FROM {t["observed"]} o WHERE {observed_target} AND {observed_newer}
+                   ) ELSE 0 END AS observed_newer_count
+              FROM candidates k
         ),
         targets AS MATERIALIZED (
             SELECT x.*,
                    CASE WHEN x.missed_since IS NULL THEN 0
-                        WHEN x.newer_count < 1 THEN 1 ELSE x.newer_count END AS builds_behind
+                        WHEN x.effective_newer_count < 1 THEN 1 ELSE x.effective_newer_count END AS builds_behind
               FROM (
                 SELECT k.*,
+                       COALESCE(tb.security_patch_level, tob.security_patch_level) AS target_patch_level,
+                       COALESCE(tb.released_at, tob.first_seen_at) AS target_released_at,
+                       CASE WHEN k.build_key <> 0 THEN k.newer_count ELSE k.observed_newer_count END
+                         AS effective_newer_count,
+                       CASE WHEN k.build_key = 0 AND (k.ob_id IS NULL OR k.observed_target_id IS NULL) THEN 1 ELSE 0 END
+                         AS by_patch,
+                       CASE WHEN k.build_key <> 0 OR k.ob_id IS NOT NULL THEN 1 ELSE 0 END AS known_build,
                        CASE
-                         WHEN k.target_id IS NULL OR k.build_key = 0 OR k.target_id = k.build_key THEN NULL
+                         WHEN k.build_key = 0 THEN CASE
+                             WHEN k.ob_id IS NULL OR k.observed_target_id IS NULL OR k.ob_id = k.observed_target_id
+                               THEN NULL
+                             ELSE k.observed_next_seen_at END
+                         WHEN k.target_id IS NULL OR k.target_id = k.build_key THEN NULL
                          WHEN k.pin_id IS NOT NULL THEN CASE
                              WHEN k.pin_released_at > k.cb_released_at
                                THEN {sql.greatest("k.pin_released_at", "k.pin_pinned_at")}
@@ -195,7 +253,9 @@ def _computed_sql(sql: _Dialect, where: str) -> tuple[str, str]:
                          WHEN k.cb_is_revoked = %(true)s THEN COALESCE(k.next_released_at, k.cb_revoked_at)
                          ELSE k.next_released_at
                        END AS missed_since
-                  FROM candidates k
+                  FROM observed_candidates k
+                  LEFT JOIN {t["build"]} tb ON tb.id = k.target_id
+                  LEFT JOIN {t["observed"]} tob ON tob.id = k.observed_target_id
               ) x
         ),
         device_waivers AS MATERIALIZED (
@@ -208,14 +268,21 @@ def _computed_sql(sql: _Dialect, where: str) -> tuple[str, str]:
     threshold_columns = ", ".join(f"t.{name}" for name in DEFAULT_THRESHOLDS)
     # The version of the row read (PostgreSQL): the write skips a row someone changed since (see step 2).
     row_version, carried_version = ("d.xmin AS row_version, ", "y.row_version, ") if sql.postgres else ("", "")
+    # A device judged by patch level (no known build, or an observed build against a catalogue target) missed
+    # the target when the target's patch level is newer than its own.
+    patch_level = "COALESCE(d.security_patch_level, t.cb_patch_level, t.ob_patch_level)"
+    missed_by_patch = f"t.by_patch = 1 AND {patch_level} < t.target_patch_level"
     per_device = f"""
         SELECT {row_version}d.id, d.organisation_id, d.model_id, d.current_build_id, d.last_check_in_at,
                d.battery_health_pct, d.battery_installed_on,
                d.compliance_status AS old_status, d.behind_since AS old_behind_since,
                d.latest_build_id AS old_latest_build_id, d.builds_behind AS old_builds_behind,
                d.battery_status AS old_battery_status, d.is_waived AS old_is_waived,
-               t.security_support_until, COALESCE(d.security_patch_level, t.cb_patch_level) AS patch_level,
-               {threshold_columns}, t.target_id, t.missed_since, t.builds_behind,
+               t.security_support_until, {patch_level} AS patch_level, t.known_build,
+               {threshold_columns}, t.target_id,
+               CASE WHEN t.by_patch = 0 THEN t.missed_since WHEN {missed_by_patch} THEN t.target_released_at END
+                 AS missed_since,
+               CASE WHEN t.by_patch = 0 THEN t.builds_behind WHEN {missed_by_patch} THEN 1 ELSE 0 END AS builds_behind,
                CASE WHEN d.id IN (SELECT device_id FROM device_waivers)
                       OR d.fleet_id IN (SELECT fleet_id FROM fleet_waivers) THEN %(true)s ELSE %(false)s END
                  AS new_is_waived
@@ -223,6 +290,8 @@ def _computed_sql(sql: _Dialect, where: str) -> tuple[str, str]:
           JOIN targets t ON t.organisation_id = d.organisation_id AND t.fleet_key = COALESCE(d.fleet_id, 0)
                         AND t.model_key = COALESCE(d.model_id, 0) AND t.channel = d.channel
                         AND t.build_key = COALESCE(d.current_build_id, 0)
+                        AND t.reported_key = CASE WHEN d.current_build_id IS NULL AND d.model_id IS NOT NULL
+                                                  THEN d.reported_build_number ELSE '' END
          WHERE {in_scope}
     """
     grace_over = sql.ts_at_least_days_before_now("y.missed_since", "y.grace_days")
@@ -237,9 +306,9 @@ def _computed_sql(sql: _Dialect, where: str) -> tuple[str, str]:
                  WHEN {sql.ts_at_least_days_before_now("y.last_check_in_at", "y.max_silence_days")} THEN '{s.SILENT}'
                  WHEN y.security_support_until IS NOT NULL AND y.security_support_until < %(today)s
                    THEN '{s.UNSUPPORTED}'
-                 WHEN y.model_id IS NULL OR y.current_build_id IS NULL THEN '{s.UNKNOWN}'
                  WHEN y.patch_level IS NOT NULL
                   AND {sql.date_before_today_minus("y.patch_level", "y.max_patch_age_days")} THEN '{s.CRITICAL}'
+                 WHEN y.patch_level IS NULL AND y.known_build = 0 THEN '{s.UNKNOWN}'
                  WHEN y.missed_since IS NOT NULL AND {grace_over} THEN '{s.BEHIND}'
                  WHEN y.missed_since IS NOT NULL THEN '{s.UPDATE_PENDING}'
                  ELSE '{s.UP_TO_DATE}'
@@ -359,9 +428,11 @@ def model_recompute(*, model_id: int, reason: str = "catalogue", now: dt.datetim
 
     1. devices of the model that reported a build number the catalogue did not know yet are linked to the
        build it now has (their organisation's private build first), in one UPDATE;
-    2. the model's devices are re-evaluated.
+    2. the model's observed builds get their device counts (one UPDATE);
+    3. the model's devices are re-evaluated.
     """
     link_reported_builds(model_id=model_id)
+    observed_builds_count(model_id=model_id)
     return recompute(model_id=model_id, now=now, reason=reason)
 
 

@@ -4,9 +4,11 @@ A sweep is a :class:`~devices.models.SweepRun` with one :class:`~devices.models.
 The Celery tasks (``devices.compliance.tasks``) are thin: ``sweep_compliance`` calls :func:`sweep_start` and sends one
 ``sweep_range`` task per pending range as a group; each calls :func:`sweep_range_run` then :func:`sweep_finish`.
 
-1. :func:`sweep_start` reads ``MIN(id)`` and ``MAX(id)`` of the devices (two index lookups) and cuts that
+1. :func:`sweep_start` counts the devices on every observed build (one UPDATE, so the ranges measure
+   against fresh counts), reads ``MIN(id)`` and ``MAX(id)`` of the devices (two index lookups) and cuts that
    span into ranges of ``range_size`` ids, so no range holds more than ``range_size`` devices whatever the
-   holes left by deleted devices. A redelivered start (same Celery task id) resumes its run.
+   holes left by deleted devices. A redelivered start (same Celery task id) resumes its run. Every sweep
+   re-evaluates every device: a build whose release date comes becomes the target at the first sweep after.
 2. :func:`sweep_range_run` locks its range row, returns at once if the range is no longer pending (a task
    delivered twice), else recomputes ``id BETWEEN lo AND hi`` and marks the range done, in one transaction.
 3. :func:`sweep_finish` is attempted after every range, in a transaction of its own, and succeeds once: a
@@ -31,7 +33,7 @@ from django.utils import timezone
 
 from devices.choices import SweepRangeStatus, SweepStatus
 from devices.compliance import engine as compliance
-from devices.compliance import tallies
+from devices.compliance import observed, tallies
 from devices.models import Device, SweepRange, SweepRun
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ def sweep_start(*, task_id: str | None, range_size: int, now: dt.datetime | None
     """The run of this sweep with its ranges planned: a new one, or the one ``task_id`` already started."""
     if task_id and (existing := SweepRun.objects.filter(task_id=task_id).first()) is not None:
         return existing
+    observed.observed_builds_count()
     bounds = Device.objects.aggregate(lo=Min("id"), hi=Max("id"))
     ranges = plan_ranges(lo=bounds["lo"], hi=bounds["hi"], range_size=range_size)
     try:

@@ -30,6 +30,7 @@ from tests.factories import (
     DeviceModelFactory,
     FleetFactory,
     MembershipFactory,
+    ObservedBuildFactory,
     OrganisationFactory,
     OSBuildFactory,
     StatusChangeFactory,
@@ -93,6 +94,7 @@ def one_of_everything(world, manager_a):
     CompliancePolicyFactory(organisation=world["a"]["org"])
     CompliancePolicyFactory(organisation=world["a"]["org"], fleet=world["a"]["fleet"])
     ApiClientFactory(organisation=world["a"]["org"])
+    ObservedBuildFactory(organisation=world["a"]["org"], model=world["a"]["device"].model)
     public_build = OSBuildFactory(model=world["a"]["device"].model, build_number="PUBLIC.1")
     # Models without a factory yet: built here with what they require.
     BuildPin.objects.create(

@@ -41,6 +41,7 @@ from tests.factories import (
     DeviceModelFactory,
     FleetFactory,
     MembershipFactory,
+    ObservedBuildFactory,
     OrganisationFactory,
     OSBuildFactory,
     StatusChangeFactory,
@@ -145,6 +146,7 @@ def _build_organisation(key: str, phone_model: Any, public_build: Any, now: dt.d
         pin=BuildPin.objects.create(
             organisation=org, model=phone_model, build=build, pinned_at=now, note=f"{marker} validated"
         ),
+        observed_build=ObservedBuildFactory(organisation=org, model=phone_model, build_number=f"{marker}.OBS.1"),
     )
     import_job = _import_job(org, marker)
     if import_job is not None:

@@ -79,6 +79,8 @@ ADMIN = {
     "updates.osbuild": tenant("build", MANAGER, MANAGER, MANAGER),
     "updates.buildpin": tenant("pin", MANAGER, MANAGER, MANAGER),
     "devices.buildrollout": tenant("rollout", *READ_ONLY_RECORDS),
+    # Recorded by the ingest; managers promote or revoke them (actions), the change page edits nothing.
+    "devices.observedbuild": tenant("observed_build", NOBODY, MANAGER, SUPERUSER),
     "updates.manufacturer": Expect(None, SUPERUSER, SUPERUSER, SUPERUSER, kind="catalogue"),
     "updates.devicemodel": Expect(None, SUPERUSER, SUPERUSER, SUPERUSER, kind="catalogue"),
     # Global rows: a sweep covers every organisation at once.
@@ -156,6 +158,9 @@ ACTIONS = {
     ("updates.osbuild", "pin_selected"): "view",
     ("updates.buildpin", "delete_selected"): "delete",
     ("devices.buildrollout", "delete_selected"): "delete",
+    ("devices.observedbuild", "delete_selected"): "delete",
+    ("devices.observedbuild", "promote_selected"): "change",
+    ("devices.observedbuild", "revoke_selected"): "change",
     ("updates.manufacturer", "delete_selected"): "delete",
     ("updates.devicemodel", "delete_selected"): "delete",
     ("devices.sweeprun", "delete_selected"): "delete",

@@ -213,6 +213,35 @@ ENDPOINTS = [
         lambda w, k: f"{V1}/battery-events/{w.org(k).battery_event.pk}/",
         foreign=404,
     ),
+    # --- Observed builds: the organisation's own only ---
+    Endpoint(
+        "observedbuild-list",
+        "GET",
+        Scope.READ,
+        lambda w, k: f"{V1}/observed-builds/",
+        own_ids=lambda w, k: {w.org(k).observed_build.pk},
+    ),
+    Endpoint(
+        "observedbuild-detail",
+        "GET",
+        Scope.READ,
+        lambda w, k: f"{V1}/observed-builds/{w.org(k).observed_build.pk}/",
+        foreign=404,
+    ),
+    Endpoint(
+        "observedbuild-promote",
+        "POST",
+        Scope.CATALOGUE,
+        lambda w, k: f"{V1}/observed-builds/{w.org(k).observed_build.pk}/promote/",
+        foreign=404,
+    ),
+    Endpoint(
+        "observedbuild-revoke",
+        "POST",
+        Scope.CATALOGUE,
+        lambda w, k: f"{V1}/observed-builds/{w.org(k).observed_build.pk}/revoke/",
+        foreign=404,
+    ),
     # --- Check-ins: a serial of the other organisation is an unknown device of one's own, enrolled with
     # the `enrol` scope (the all-scope client); the other organisation's device is never touched. ---
     Endpoint(

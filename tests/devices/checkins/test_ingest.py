@@ -132,7 +132,7 @@ def test_several_reports_of_one_device_in_a_batch_end_on_the_newest(catalogue):
     assert device.battery_level_pct == 55
 
 
-def test_a_build_unknown_to_the_catalogue_is_recorded_and_makes_the_status_unknown(catalogue):
+def test_a_build_unknown_to_the_catalogue_is_recorded_and_judged_by_its_patch_level(catalogue):
     device = DeviceFactory(model=catalogue[0])
 
     [result] = ingest(device.organisation, [(by_serial(device), report(T1, "CUSTOM.999"))])
@@ -140,8 +140,11 @@ def test_a_build_unknown_to_the_catalogue_is_recorded_and_makes_the_status_unkno
     device.refresh_from_db()
     assert device.reported_build_number == "CUSTOM.999"
     assert device.current_build is None
-    assert result.compliance_status == ComplianceStatus.UNKNOWN
+    # Its patch level is the newest build's: nothing to install, whatever the catalogue lacks.
+    assert result.compliance_status == ComplianceStatus.UP_TO_DATE
     assert CheckIn.objects.get(device=device).build_number == "CUSTOM.999"
+    observed = device.organisation.observed_builds.get()
+    assert (observed.model, observed.build_number, observed.first_seen_at) == (catalogue[0], "CUSTOM.999", T1)
 
 
 def test_a_report_without_build_number_keeps_the_last_known_build(catalogue):
@@ -218,14 +221,19 @@ def test_an_unknown_device_is_enrolled_with_the_enrol_scope_and_its_model_resolv
     assert {d.compliance_status for d in devices} == {ComplianceStatus.UP_TO_DATE}
 
 
-def test_a_device_of_an_unknown_model_is_enrolled_without_model_and_is_unknown(catalogue):
+def test_a_device_of_an_unknown_model_is_enrolled_without_model_and_judged_by_its_patch_level(catalogue):
     org = OrganisationFactory()
+    identity = DeviceIdentity(serial="NEW-1", model_names=("Nokia 3310",))
 
-    [result] = ingest(org, [(DeviceIdentity(serial="NEW-1", model_names=("Nokia 3310",)), report(T1))], can_enrol=True)
+    [result] = ingest(org, [(identity, report(T1))], can_enrol=True)
 
     device = Device.objects.get(pk=result.device_id)
     assert device.model is None
     assert device.reported_build_number == "NEW.002"
+    assert result.compliance_status == ComplianceStatus.UP_TO_DATE
+    # Without a patch level nor a known build, nothing can be judged.
+    silent_identity = DeviceIdentity(serial="NEW-2", model_names=("Nokia 3310",))
+    [result] = ingest(org, [(silent_identity, report(T2, security_patch_level=None))], can_enrol=True)
     assert result.compliance_status == ComplianceStatus.UNKNOWN
 
 
