@@ -234,3 +234,16 @@ class UnsubscriptionAdmin(RecordsAdmin):
     search_fields = ("address", "subscription__name")
     ordering = ("-at",)
     show_full_result_count = False
+
+
+@admin.register(DigestMessage)
+class DigestMessageAdmin(RecordsAdmin):
+    """Every recipient's message of every period: claimed, sent, refused and retried, or failed, and why."""
+
+    organisation_path = "delivery__subscription__organisation"
+    list_display = ("address", "delivery", "status", "attempts", "sent_at", "error")
+    list_filter = ("status",)
+    list_select_related = ("delivery__subscription__organisation",)
+    search_fields = ("address", "delivery__subscription__name")
+    ordering = ("-delivery__period", "address")
+    show_full_result_count = False

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.models import AlertSubscription, DigestDelivery
+from alerts.models import AlertSubscription, DigestDelivery, DigestMessage, Unsubscription
 from devices.compliance.rollouts import rollouts_refresh
 from devices.compliance.tallies import snapshot_statuses, tally_devices
 from devices.models import Device, ImportJob, SweepRange, SweepRun, Waiver
@@ -109,7 +109,9 @@ def one_of_everything(world, manager_a):
     subscription = AlertSubscription.objects.create(
         organisation=world["a"]["org"], name="Daily digest", extra_recipients="ops@example.org"
     )
-    DigestDelivery.objects.create(subscription=subscription, period=timezone.now())
+    delivery = DigestDelivery.objects.create(subscription=subscription, period=timezone.now())
+    DigestMessage.objects.create(delivery=delivery, address="ops@example.org")
+    Unsubscription.objects.create(subscription=subscription, address="left@example.org", via="page")
     snapshot_statuses()
     tally_devices()
     rollouts_refresh()

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from alerts.models import AlertSubscription, DigestDelivery, Unsubscription
+from alerts.models import AlertSubscription, DigestDelivery, DigestMessage, Unsubscription
 from devices.compliance.rollouts import rollouts_refresh
 from devices.compliance.tallies import snapshot_statuses, tally_devices
 from devices.models import BuildRollout, Waiver
@@ -147,6 +147,9 @@ def _build_organisation(key: str, phone_model: Any, public_build: Any, now: dt.d
             organisation=org, model=phone_model, build=build, pinned_at=now, note=f"{marker} validated"
         ),
         observed_build=ObservedBuildFactory(organisation=org, model=phone_model, build_number=f"{marker}.OBS.1"),
+    )
+    data.rows["digest_message"] = DigestMessage.objects.create(
+        delivery=data.rows["delivery"], address=f"reader@{marker.lower()}.example.org"
     )
     import_job = _import_job(org, marker)
     if import_job is not None:
