@@ -60,3 +60,20 @@ class SweepRangeStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     DONE = "done", _("Done")
     FAILED = "failed", _("Failed")
+
+
+class ManagementState(models.TextChoices):
+    """What the MDM says of a device besides its reports (Android Management API ``state``); empty: active.
+    A deleted device is retired rather than given a state."""
+
+    ACTIVE = "", _("Active")
+    LOST = "lost", _("Lost")
+    DISABLED = "disabled", _("Disabled")
+
+
+class RejectionKind(models.TextChoices):
+    """Why a message was acknowledged without being applied."""
+
+    PAYLOAD = "payload", _("Unreadable payload")
+    DEVICE = "device", _("Invalid device report")
+    INGEST = "ingest", _("Refused by the ingestion")

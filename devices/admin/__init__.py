@@ -2,4 +2,4 @@
 the history records and waivers (``history``), the imports (``imports``), and the rollout curves and sweeps
 the compliance engine records (``compliance``). Importing the package registers them all."""
 
-from devices.admin import compliance, devices, history, imports  # noqa: F401 - registers the ModelAdmins
+from devices.admin import compliance, devices, history, imports, rejections  # noqa: F401 - registers the ModelAdmins

@@ -3,11 +3,13 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from devices.api.rejections import RejectedMessageViewSet
 from devices.api.views import BatteryEventViewSet, ComplianceSummaryView, DeviceViewSet, TimeToPatchView
 
 router = SimpleRouter()
 router.register("devices", DeviceViewSet, basename="device")
 router.register("battery-events", BatteryEventViewSet, basename="batteryevent")
+router.register("rejected-messages", RejectedMessageViewSet, basename="rejectedmessage")
 
 urlpatterns = [
     path("compliance/summary/", ComplianceSummaryView.as_view(), name="compliance-summary"),

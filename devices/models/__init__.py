@@ -6,6 +6,7 @@ from devices.models.checkins import CheckIn
 from devices.models.device import Device
 from devices.models.history import BatteryEvent, StatusChange, Waiver
 from devices.models.jobs import ImportJob, SweepRange, SweepRun
+from devices.models.rejections import PubSubMessage, RejectedMessage
 from devices.models.reporting import BuildRollout, ComplianceSnapshot, DeviceTally
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "Device",
     "DeviceTally",
     "ImportJob",
+    "PubSubMessage",
+    "RejectedMessage",
     "StatusChange",
     "SweepRange",
     "SweepRun",
