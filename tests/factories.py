@@ -19,6 +19,8 @@ from devices.models import (
     Device,
     DeviceTally,
     ImportJob,
+    PubSubMessage,
+    RejectedMessage,
     StatusChange,
     SweepRange,
     SweepRun,
@@ -267,3 +269,23 @@ class DigestDeliveryFactory(factory.django.DjangoModelFactory):
     subscription = factory.SubFactory(AlertSubscriptionFactory)
     period = factory.LazyFunction(lambda: timezone.now().replace(minute=0, second=0, microsecond=0))
     status = DeliveryStatus.CLAIMED
+
+
+class RejectedMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RejectedMessage
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    notification_type = "STATUS_REPORT"
+    message_id = factory.Sequence(lambda n: f"1369693469{n:02d}")
+    kind = "device"
+    errors = factory.LazyFunction(lambda: {"networkInfo.imei": ["An IMEI has exactly 15 digits."]})
+    raw = factory.LazyFunction(lambda: {"name": "enterprises/LC00abcd/devices/3a1b2c3d4e5f"})
+
+
+class PubSubMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PubSubMessage
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    message_id = factory.Sequence(lambda n: f"2469693469{n:02d}")
