@@ -10,7 +10,8 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from devices.models import RejectedMessage
+from devices.admin.compliance import SuperuserRecordsAdmin
+from devices.models import PubSubMessage, RejectedMessage
 from fleet.scoping import LargeTableMixin, RecordsAdmin, ScopedRelatedFieldListFilter
 
 
@@ -63,3 +64,21 @@ class RejectedMessageAdmin(LargeTableMixin, RecordsAdmin):
     @admin.display(description=_("raw payload"))
     def payload(self, obj: RejectedMessage) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.raw, indent=2, ensure_ascii=False, default=str))
+
+
+@admin.register(PubSubMessage)
+class PubSubMessageAdmin(LargeTableMixin, SuperuserRecordsAdmin):
+    """The Pub/Sub message ids already received (a redelivery stores nothing): for operators tracing a message."""
+
+    list_display = ("received_at", "organisation", "message_id")
+    list_select_related = ("organisation",)
+    search_fields = ("message_id",)
+    search_help_text = _("Exact Pub/Sub message id.")
+    ordering = ("-received_at",)
+    sortable_by = ()
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[PubSubMessage], search_term: str
+    ) -> tuple[QuerySet[PubSubMessage], bool]:
+        term = search_term.strip()
+        return (queryset.filter(message_id=term), False) if term else (queryset, False)

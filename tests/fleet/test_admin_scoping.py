@@ -32,6 +32,8 @@ from tests.factories import (
     MembershipFactory,
     OrganisationFactory,
     OSBuildFactory,
+    PubSubMessageFactory,
+    RejectedMessageFactory,
     StatusChangeFactory,
     UserFactory,
 )
@@ -117,6 +119,8 @@ def one_of_everything(world, manager_a):
     ImportJob.objects.create(
         organisation=world["a"]["org"], kind="devices", filename="inventory.csv", content=b"serial\n"
     )
+    RejectedMessageFactory(organisation=world["a"]["org"])
+    PubSubMessageFactory(organisation=world["a"]["org"])
     return world
 
 

@@ -84,6 +84,8 @@ ADMIN = {
     # Global rows: a sweep covers every organisation at once.
     "devices.sweeprun": OPERATOR,
     "devices.sweeprange": OPERATOR,
+    # Bookkeeping of redeliveries; the organisations' own record is the rejected messages.
+    "devices.pubsubmessage": OPERATOR,
     "auth.user": OPERATOR,
     "auth.group": OPERATOR,
     "django_celery_beat.periodictask": OPERATOR,
