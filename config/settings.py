@@ -376,3 +376,18 @@ READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=2.0)
 # Check-ins older than this are pruned daily (devices.prune_check_ins), except each device's build transitions.
 CHECKIN_RETENTION_DAYS = env.int("CHECKIN_RETENTION_DAYS", default=400)
 CHECKIN_PRUNE_BATCH_SIZE = env.int("CHECKIN_PRUNE_BATCH_SIZE", default=5000)
+
+# --- Google Pub/Sub push (Android Management API notifications) -------------------------------
+# Google's signed OIDC tokens (Authorization: Bearer <JWT>) are verified against these keys: fetched from
+# the URL (a short timeout: a failure is a 503, never a hang), or read from a JWKS file an offline
+# installation mirrors (it then wins over the URL). Cached for PUBSUB_OIDC_JWKS_CACHE_SECONDS.
+PUBSUB_OIDC_JWKS_URL = env.str("PUBSUB_OIDC_JWKS_URL", default="https://www.googleapis.com/oauth2/v3/certs")
+PUBSUB_OIDC_JWKS_FILE = env.str("PUBSUB_OIDC_JWKS_FILE", default="")
+PUBSUB_OIDC_JWKS_CACHE_SECONDS = env.int("PUBSUB_OIDC_JWKS_CACHE_SECONDS", default=3600)
+PUBSUB_OIDC_JWKS_TIMEOUT = env.float("PUBSUB_OIDC_JWKS_TIMEOUT", default=3.0)
+# Seconds of clock skew tolerated on a token's exp and iat.
+PUBSUB_OIDC_LEEWAY_SECONDS = env.int("PUBSUB_OIDC_LEEWAY_SECONDS", default=60)
+# Pub/Sub message ids remembered per organisation (a redelivery is acknowledged and stores nothing), and how
+# long the messages acknowledged but not applied are kept; both pruned by devices.prune_check_ins. 0 keeps all.
+PUBSUB_MESSAGE_ID_RETENTION_DAYS = env.int("PUBSUB_MESSAGE_ID_RETENTION_DAYS", default=8)
+REJECTED_MESSAGE_RETENTION_DAYS = env.int("REJECTED_MESSAGE_RETENTION_DAYS", default=90)

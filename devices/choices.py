@@ -66,3 +66,20 @@ class ObservedBuildState(models.TextChoices):
     OBSERVED = "observed", _("Observed")
     PROMOTED = "promoted", _("Promoted to the catalogue")
     REVOKED = "revoked", _("Revoked")
+
+
+class ManagementState(models.TextChoices):
+    """What the MDM says of a device besides its reports (Android Management API ``state``); empty: active.
+    A deleted device is retired rather than given a state."""
+
+    ACTIVE = "", _("Active")
+    LOST = "lost", _("Lost")
+    DISABLED = "disabled", _("Disabled")
+
+
+class RejectionKind(models.TextChoices):
+    """Why a message was acknowledged without being applied."""
+
+    PAYLOAD = "payload", _("Unreadable payload")
+    DEVICE = "device", _("Invalid device report")
+    INGEST = "ingest", _("Refused by the ingestion")

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -22,6 +22,8 @@ from fleet.scoping import OrganisationScopedAdmin, ScopedRelatedFieldListFilter,
 from fleet.selectors import organisation_ids_for_request
 from fleet.services import (
     api_client_create,
+    api_client_push_enable,
+    api_client_push_secret_revoke,
     api_client_revoke,
     api_client_update,
     fleet_save,
@@ -168,9 +170,15 @@ class ApiClientForm(forms.ModelForm):
         label=_("scopes"), choices=Scope.choices, widget=forms.CheckboxSelectMultiple, required=True
     )
 
+    pubsub_push = forms.BooleanField(
+        label=_("Pub/Sub push secret"),
+        required=False,
+        help_text=_("Give the client a Google Pub/Sub push endpoint whose URL carries a secret (shown once)."),
+    )
+
     class Meta:
         model = ApiClient
-        fields = ("organisation", "name", "scopes", "expires_at")
+        fields = ("organisation", "name", "scopes", "expires_at", "push_service_account", "push_audience")
 
     def clean_expires_at(self) -> Any:
         expires_at = self.cleaned_data.get("expires_at")
@@ -198,11 +206,19 @@ class ApiClientAdmin(OrganisationScopedAdmin):
     search_fields = ("name", "token_prefix")
     autocomplete_fields = ("organisation",)
     ordering = ("organisation__name", "name")
-    actions = ("revoke_selected",)
+    actions = ("revoke_selected", "rotate_push_secret", "revoke_push_secret")
 
     def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ("organisation", "name", "scopes", "expires_at")
+            return (
+                "organisation",
+                "name",
+                "scopes",
+                "expires_at",
+                "pubsub_push",
+                "push_service_account",
+                "push_audience",
+            )
         # The token itself is never stored; its prefix is what identifies it in logs.
         return (
             "organisation",
@@ -213,23 +229,46 @@ class ApiClientAdmin(OrganisationScopedAdmin):
             "created_at",
             "last_used_at",
             "revoked_at",
+            "push_endpoint",
+            "push_secret",
+            "push_service_account",
+            "push_audience",
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> tuple[str, ...]:
         if obj is None:
             return ()
         # A token belongs to one organisation for life; revocation goes through the action.
-        return ("organisation", "token_prefix", "created_at", "last_used_at", "revoked_at")
+        return (
+            "organisation",
+            "token_prefix",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+            "push_endpoint",
+            "push_secret",
+        )
 
     def save_model(self, request: HttpRequest, obj: ApiClient, form: forms.ModelForm, change: bool) -> None:
         self.check_may_write(request, obj)
         if change:
             api_client_update(api_client=obj, **{field: getattr(obj, field) for field in form.changed_data})
             return
-        client, token = api_client_create(
-            organisation=obj.organisation, name=obj.name, scopes=obj.scopes, expires_at=obj.expires_at
-        )
+        with transaction.atomic():
+            client, token = api_client_create(
+                organisation=obj.organisation, name=obj.name, scopes=obj.scopes, expires_at=obj.expires_at
+            )
+            secret = None
+            if form.cleaned_data.get("pubsub_push") or obj.push_service_account:
+                client, secret = api_client_push_enable(
+                    api_client=client,
+                    service_account=obj.push_service_account,
+                    audience=obj.push_audience,
+                    with_secret=bool(form.cleaned_data.get("pubsub_push")),
+                )
         adopt_saved_instance(obj, client)
+        if client.push_id:
+            self._show_push_endpoint(request, client, secret)
         messages.success(
             request,
             format_html(
@@ -251,6 +290,55 @@ class ApiClientAdmin(OrganisationScopedAdmin):
             ngettext("%(count)d API client revoked.", "%(count)d API clients revoked.", revoked) % {"count": revoked},
             messages.SUCCESS,
         )
+
+    def _show_push_endpoint(self, request: HttpRequest, client: ApiClient, secret: str | None) -> None:
+        if secret:
+            text = gettext(
+                "The Pub/Sub push endpoint of {name} is <code>{url}</code>. Copy it now: its secret is shown only "
+                "this once, FleetPatch keeps only its hash."
+            )
+            url = client.push_url(secret)
+        else:
+            text = gettext(
+                "The Pub/Sub push endpoint of {name} is <code>{url}</code>, for OIDC tokens of {account} "
+                "(audience {audience})."
+            )
+            url = client.push_url()
+        messages.success(
+            request,
+            format_html(
+                text,
+                name=client.name,
+                url=url,
+                account=client.push_service_account,
+                audience=client.push_token_audience,
+            ),
+        )
+
+    @admin.action(description=_("Give selected API clients a new Pub/Sub push secret"), permissions=["change"])
+    def rotate_push_secret(self, request: HttpRequest, queryset: models.QuerySet[ApiClient]) -> None:
+        # One new secret per client, each shown once; the previous secret stops working at once.
+        for client in self.scope_queryset(request, queryset, manage=True).filter(revoked_at__isnull=True):
+            client, secret = api_client_push_enable(api_client=client)
+            self._show_push_endpoint(request, client, secret)
+
+    @admin.action(description=_("Revoke the Pub/Sub push secrets of selected API clients"), permissions=["change"])
+    def revoke_push_secret(self, request: HttpRequest, queryset: models.QuerySet[ApiClient]) -> None:
+        revoked = api_client_push_secret_revoke(api_clients=self.scope_queryset(request, queryset, manage=True))
+        self.message_user(
+            request,
+            ngettext("%(count)d push secret revoked.", "%(count)d push secrets revoked.", revoked) % {"count": revoked},
+            messages.SUCCESS,
+        )
+
+    @admin.display(description=_("Pub/Sub push endpoint"))
+    def push_endpoint(self, obj: ApiClient) -> str:
+        return obj.push_url() or gettext("Not enabled (action: give a new Pub/Sub push secret).")
+
+    @admin.display(description=_("push secret"))
+    def push_secret(self, obj: ApiClient) -> str:
+        # The secret itself is never stored: only whether there is one.
+        return gettext("set (shown only when it was made)") if obj.push_secret_hash else gettext("none")
 
     @admin.display(description=_("scopes"))
     def scope_list(self, obj: ApiClient) -> str:

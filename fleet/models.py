@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -195,6 +197,33 @@ class ApiClient(models.Model):
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
     last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+    # Google Pub/Sub push (devices.api.ingest.AmapiPushView): Pub/Sub cannot send a FleetPatch token, so the
+    # client has a push endpoint of its own, named by a random public id, authenticated by a secret in its URL
+    # (stored as its hash) or by Google's signed OIDC token for the service account below.
+    push_id = models.CharField(
+        _("push endpoint id"),
+        max_length=32,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Names the client's Pub/Sub push endpoint; empty while push is not enabled."),
+    )
+    push_secret_hash = models.CharField(_("push secret hash"), max_length=64, blank=True, editable=False)
+    push_service_account = models.EmailField(
+        _("push service account"),
+        blank=True,
+        help_text=_(
+            "The service account whose OIDC token Pub/Sub sends (--push-auth-service-account); "
+            "empty: OIDC tokens are refused."
+        ),
+    )
+    push_audience = models.CharField(
+        _("push token audience"),
+        max_length=500,
+        blank=True,
+        help_text=_("The OIDC token's audience (--push-auth-token-audience); empty: the push endpoint's URL."),
+    )
 
     class Meta:
         ordering = ["organisation__name", "name"]
@@ -234,3 +263,16 @@ class ApiClient(models.Model):
 
     def is_active_at(self, moment: dt.datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or moment < self.expires_at)
+
+    def push_url(self, secret: str | None = None) -> str:
+        """The full URL of the client's Pub/Sub push endpoint (``SITE_URL``), with ``?token=`` when given the
+        clear secret; "" while push is not enabled."""
+        if not self.push_id:
+            return ""
+        url = settings.SITE_URL + reverse("api-ingest-amapi-push", kwargs={"push_id": self.push_id})
+        return f"{url}?{urlencode({'token': secret})}" if secret else url
+
+    @property
+    def push_token_audience(self) -> str:
+        """The audience an OIDC token must name: the configured one, else the push endpoint's URL."""
+        return self.push_audience or self.push_url()

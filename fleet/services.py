@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.utils.translation import gettext
 
 from common.tasks import enqueue_on_commit
 from fleet.choices import Role
-from fleet.models import ApiClient, CompliancePolicy, Fleet, Membership, Organisation
+from fleet.models import ApiClient, CompliancePolicy, Fleet, Membership, Organisation, hash_token
 
 
 def api_client_create(
@@ -48,6 +49,45 @@ def api_client_revoke(*, api_clients: QuerySet[ApiClient], now: dt.datetime | No
     One UPDATE; a client revoked earlier keeps its first revocation time (the audit trail).
     """
     return api_clients.filter(revoked_at__isnull=True).update(revoked_at=now or timezone.now())
+
+
+@transaction.atomic
+def api_client_push_enable(
+    *,
+    api_client: ApiClient,
+    service_account: str | None = None,
+    audience: str | None = None,
+    with_secret: bool = True,
+) -> tuple[ApiClient, str | None]:
+    """Gives a client its Pub/Sub push endpoint (a random public id, kept if it has one) and, with
+    ``with_secret``, a new push secret (rotation: the previous one stops working at once); returns the client
+    and the clear secret, which exists only in the return value (the row keeps its hash), or None.
+
+    ``service_account`` and ``audience`` set the OIDC variant (None leaves them as they are).
+    """
+    changed = ["push_id"]
+    if not api_client.push_id:
+        api_client.push_id = secrets.token_urlsafe(16)
+    secret = None
+    if with_secret:
+        secret = ApiClient.generate_token()
+        api_client.push_secret_hash = hash_token(secret)
+        changed.append("push_secret_hash")
+    if service_account is not None:
+        api_client.push_service_account = service_account.strip()
+        changed.append("push_service_account")
+    if audience is not None:
+        api_client.push_audience = audience.strip()
+        changed.append("push_audience")
+    api_client.full_clean()
+    api_client.save(update_fields=changed)
+    return api_client, secret
+
+
+def api_client_push_secret_revoke(*, api_clients: QuerySet[ApiClient]) -> int:
+    """Revokes the push secrets of ``api_clients`` (their push URLs with ``?token=`` are refused from now on;
+    an OIDC service account, if set, still authenticates); returns how many had one. One UPDATE."""
+    return api_clients.exclude(push_secret_hash="").update(push_secret_hash="")
 
 
 # --- Roles ------------------------------------------------------------------------------------------

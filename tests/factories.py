@@ -20,6 +20,8 @@ from devices.models import (
     DeviceTally,
     ImportJob,
     ObservedBuild,
+    PubSubMessage,
+    RejectedMessage,
     StatusChange,
     SweepRange,
     SweepRun,
@@ -313,3 +315,23 @@ class UnsubscriptionFactory(factory.django.DjangoModelFactory):
     subscription = factory.SubFactory(AlertSubscriptionFactory)
     address = factory.Sequence(lambda n: f"left{n}@example.org")
     via = "page"
+
+
+class RejectedMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RejectedMessage
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    notification_type = "STATUS_REPORT"
+    message_id = factory.Sequence(lambda n: f"1369693469{n:02d}")
+    kind = "device"
+    errors = factory.LazyFunction(lambda: {"networkInfo.imei": ["An IMEI has exactly 15 digits."]})
+    raw = factory.LazyFunction(lambda: {"name": "enterprises/LC00abcd/devices/3a1b2c3d4e5f"})
+
+
+class PubSubMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PubSubMessage
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    message_id = factory.Sequence(lambda n: f"2469693469{n:02d}")

@@ -3,4 +3,4 @@ the history records and waivers (``history``), the imports (``imports``), and th
 the compliance engine records (``compliance``), the observed builds (``observed``). Importing the package
 registers them all."""
 
-from devices.admin import compliance, devices, history, imports, observed  # noqa: F401 - registers the ModelAdmins
+from devices.admin import compliance, devices, history, imports, observed, rejections  # noqa: F401 - registers the ModelAdmins

@@ -166,7 +166,14 @@ class DeviceAdmin(ExportAdminMixin, LargeTableMixin, OrganisationScopedAdmin):
     search_fields = ("serial", "imei", "asset_tag", "assignee")
     search_help_text = _("Exact serial number, IMEI or asset tag; otherwise part of the assignee's name.")
     autocomplete_fields = ("organisation", "fleet", "model")
-    readonly_fields = (*_COMPLIANCE_FIELDS, *_REPORTED_FIELDS, *_HISTORY_FIELDS)
+    # The management state is what the MDM says (Android Management API LOST, DISABLED): shown, never edited.
+    readonly_fields = (
+        *_COMPLIANCE_FIELDS,
+        *_REPORTED_FIELDS,
+        *_HISTORY_FIELDS,
+        "management_state",
+        "management_state_since",
+    )
     actions = (
         "export_csv",
         "export_xlsx",
@@ -191,6 +198,8 @@ class DeviceAdmin(ExportAdminMixin, LargeTableMixin, OrganisationScopedAdmin):
                     "channel",
                     "enrolled_at",
                     "retired_at",
+                    "management_state",
+                    "management_state_since",
                     "battery_installed_on",
                 )
             },

@@ -34,22 +34,18 @@ from devices.checkins.ingest import MAX_BATCH, ItemResult, ItemStatus, Submissio
 from devices.checkins.parsers import (
     CheckInReportSerializer,
     ParsedReport,
-    PayloadError,
-    decode_pubsub,
     is_pubsub_envelope,
     parse_amapi,
     parse_headwind,
     parse_native,
 )
+from devices.checkins.pubsub import PushOutcome, pubsub_message_ingest
 from devices.checkins.services import checkins_ingest_retrying
 from devices.models import CheckIn, Device
 from fleet.api.permissions import client_has_scope
+from fleet.api.pubsub_auth import PubSubPushAuthentication
 from fleet.api.views import ApiViewMixin
 from fleet.choices import Scope
-
-# Android Management API Pub/Sub notifications that carry a Device resource; the others (COMMAND
-# carries an Operation, USAGE_LOGS a batch of logs, "test" nothing) are acknowledged and ignored.
-AMAPI_DEVICE_NOTIFICATIONS = {"ENROLLMENT", "STATUS_REPORT"}
 
 
 class BatchTooLarge(exceptions.APIException):
@@ -166,9 +162,20 @@ def ingest(request: Request, items: list, parse: Callable[[Any], ParsedReport], 
     )
 
 
-class IgnoredNotificationSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["ignored"])
-    notification_type = serializers.CharField(help_text=_("The Pub/Sub notification type that carries no Device."))
+class PubSubAckSerializer(serializers.Serializer):
+    """A Pub/Sub message acknowledged without a check-in: ignored, a redelivery, or rejected and recorded."""
+
+    status = serializers.ChoiceField(choices=[PushOutcome.IGNORED, PushOutcome.REDELIVERED, PushOutcome.REJECTED])
+    notification_type = serializers.CharField(help_text=_("The message's notificationType attribute."))
+    message_id = serializers.CharField(help_text=_("The Pub/Sub message id."))
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        allow_null=True,
+        help_text=_("Why a rejected message was not applied; null otherwise."),
+    )
+    rejected_message_id = serializers.IntegerField(
+        allow_null=True, help_text=_("The rejected-messages record (GET /api/v1/rejected-messages/).")
+    )
 
 
 # A 200 is a batch's results, or the result of a single report already received (and, for AMAPI, an
@@ -180,7 +187,7 @@ _INGEST_200 = PolymorphicProxySerializer(
 )
 _AMAPI_200 = PolymorphicProxySerializer(
     component_name="AmapiIngestResult",
-    serializers=[BatchResultSerializer, ItemResultSerializer, IgnoredNotificationSerializer],
+    serializers=[BatchResultSerializer, ItemResultSerializer, PubSubAckSerializer],
     resource_type_field_name=None,
 )
 # A 400 is a single report's result with its errors, or a body that could not be read at all: malformed
@@ -213,6 +220,24 @@ _FOREIGN_REPORT_REQUEST = {
             "maxItems": MAX_BATCH,
         },
     ]
+}
+
+
+_PUBSUB_ENVELOPE_REQUEST = {
+    "type": "object",
+    "required": ["message"],
+    "properties": {
+        "message": {
+            "type": "object",
+            "properties": {
+                "data": {"type": "string", "description": "The notification's payload, base64 (a Device's JSON)."},
+                "attributes": {"type": "object", "additionalProperties": {"type": "string"}},
+                "messageId": {"type": "string"},
+                "publishTime": {"type": "string", "format": "date-time"},
+            },
+        },
+        "subscription": {"type": "string"},
+    },
 }
 
 
@@ -342,24 +367,90 @@ class AmapiIngestView(ApiViewMixin, GenericAPIView):
         description=_(
             "An Android Management API Device resource (enterprises.devices), a list of them, or a "
             'Pub/Sub push envelope {"message": {"data": "<base64 Device JSON>", "attributes": {...}, '
-            '"messageId": "..."}, "subscription": "..."}. Notifications that carry no Device (COMMAND, '
-            "USAGE_LOGS, test) are acknowledged with 200 and ignored."
+            '"messageId": "..."}, "subscription": "..."}, answered as the push endpoint answers it. '
+            "Notifications that carry no Device (COMMAND, USAGE_LOGS, test) are acknowledged with 200 and ignored; "
+            "a permanently invalid envelope is acknowledged and recorded in the rejected messages."
         ),
     )
     @collector_paused()
     def post(self, request: Request) -> Response:
         body = request.data
         if is_pubsub_envelope(body):
-            attributes = body["message"].get("attributes") or {}
-            kind = attributes.get("notificationType") if isinstance(attributes, dict) else None
-            if kind is not None and kind not in AMAPI_DEVICE_NOTIFICATIONS:
-                return Response({"status": "ignored", "notification_type": str(kind)[:50]})
-            try:
-                body = decode_pubsub(body)
-            except PayloadError as error:
-                raise exceptions.ValidationError(error.errors) from None
+            return push_response(request, body)
         items, is_list = _items(body)
         return ingest(request, items, parse_amapi, single=not is_list)
+
+
+def push_response(request: Request, envelope: dict) -> Response:
+    """A Pub/Sub push answered 2xx whatever became of it, except when the database is unavailable (503)."""
+    result = pubsub_message_ingest(
+        organisation_id=request.auth.organisation_id,
+        api_client_id=request.auth.pk,
+        envelope=envelope,
+        can_enrol=client_has_scope(request, Scope.ENROL),
+    )
+    if result.item is not None:
+        code = status.HTTP_201_CREATED if result.item.status == ItemStatus.CREATED else status.HTTP_200_OK
+        return Response(_result(0, result.item), status=code)
+    return Response(
+        {
+            "status": result.status,
+            "notification_type": result.notification_type,
+            "message_id": result.message_id,
+            "errors": result.errors,
+            "rejected_message_id": result.rejected_message_id,
+        }
+    )
+
+
+_PUSH_DESCRIPTION = _(
+    "Every message is acknowledged (2xx) unless a retry can help: a notification without a Device (COMMAND, "
+    "USAGE_LOGS, ENTERPRISE_UPGRADE, test, any other type) is ignored, a redelivered messageId stores nothing, "
+    "a permanently invalid message is recorded in the rejected messages (GET /api/v1/rejected-messages/). "
+    "Only a database outage answers 503, which Pub/Sub retries."
+)
+
+
+class AmapiPushView(ApiViewMixin, GenericAPIView):
+    """An API client's own Google Pub/Sub push endpoint, which Pub/Sub calls as it is: authenticated by the
+    push secret in the URL or by Google's OIDC token (``fleet.api.pubsub_auth``), never by a FleetPatch token."""
+
+    authentication_classes = [PubSubPushAuthentication]
+    required_scopes = {"POST": Scope.REPORT}
+    serializer_class = ItemResultSerializer
+
+    @extend_schema(
+        operation_id="ingest_amapi_push",
+        request={"application/json": _PUBSUB_ENVELOPE_REQUEST},
+        responses={
+            200: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="AmapiPushResult",
+                    serializers=[ItemResultSerializer, PubSubAckSerializer],
+                    resource_type_field_name=None,
+                ),
+                description=_("Acknowledged: a check-in already received, or a message ignored or rejected."),
+            ),
+            201: OpenApiResponse(ItemResultSerializer, description=_("The message's Device, stored as a check-in.")),
+            400: OpenApiResponse(_INGEST_400, description=_("The body is not a Pub/Sub push envelope.")),
+        },
+        description=format_lazy(
+            "{}{}",
+            _(
+                "A Google Pub/Sub push of Android Management API notifications, "
+                '{"message": {"data": "<base64 Device JSON>", "attributes": {"notificationType": "..."}, '
+                '"messageId": "...", "publishTime": "..."}, "subscription": "..."}. '
+            ),
+            _PUSH_DESCRIPTION,
+        ),
+    )
+    @collector_paused()
+    def post(self, request: Request, push_id: str) -> Response:
+        if not is_pubsub_envelope(request.data):
+            raise exceptions.ValidationError(
+                {"message": [gettext('A Pub/Sub push is a JSON object {"message": {...}, "subscription": "..."}.')]}
+            )
+        return push_response(request, request.data)
 
 
 class HeadwindIngestView(ApiViewMixin, GenericAPIView):

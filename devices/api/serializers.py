@@ -44,6 +44,8 @@ class DeviceSerializer(serializers.ModelSerializer):
             "fleet",
             "enrolled_at",
             "retired_at",
+            "management_state",
+            "management_state_since",
             "current_build",
             "reported_build_number",
             "android_version",

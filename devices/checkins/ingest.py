@@ -15,12 +15,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Case, CharField, DateTimeField, F, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from common import bulk
 from devices.checkins.parsers import DeviceIdentity, Report
-from devices.choices import ComplianceStatus
+from devices.choices import ComplianceStatus, ManagementState
 from devices.compliance import engine as compliance
 from devices.compliance import observed
 from devices.models import CheckIn, Device
@@ -182,8 +183,11 @@ def checkins_ingest(
     # 5. Device state from the reports that are new and not older than what the device last said.
     newest: dict[int, tuple[dt.datetime, dict]] = {}
     applied_items: set[int] = set()
+    deleted: dict[int, dt.datetime] = {}
     for i in sorted(created_items, key=lambda i: submissions[i].report.reported_at):
         device, report = device_of[i], submissions[i].report
+        if _reports_deletion(report, device, deleted):
+            continue
         last = device["last_check_in_at"]
         if last is not None and report.reported_at < last:
             continue
@@ -191,10 +195,11 @@ def checkins_ingest(
         _, state = newest.get(device["id"], (None, {}))
         newest[device["id"]] = (
             report.reported_at,
-            _fold(state, report, builds.get((device["model_id"], report.build_number))),
+            _with_management_state(_fold(state, report, builds.get((device["model_id"], report.build_number))), report),
         )
     applied_devices = _update_devices(newest)
     applied_items = {i for i in applied_items if device_of[i]["id"] in applied_devices}
+    _update_management_states({device_of[i]["id"]: device_of[i] for i in valid}, newest, applied_devices, deleted)
 
     # 5b. Builds the catalogue lacks, recorded as the organisation's observed builds (one upsert).
     _record_observed_builds(
@@ -223,7 +228,7 @@ def checkins_ingest(
 
 
 # --- 1. Devices ------------------------------------------------------------------------------------
-_DEVICE_VALUES = ("id", "serial", "imei", "model_id", "last_check_in_at")
+_DEVICE_VALUES = ("id", "serial", "imei", "model_id", "last_check_in_at", "management_state")
 
 
 def _resolve_devices(organisation_id: int, identities: Sequence[DeviceIdentity]) -> dict[str, dict[str, dict]]:
@@ -500,3 +505,66 @@ def _update_devices(states: dict[int, tuple[dt.datetime, dict]]) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}
+
+
+# --- 5b. What the MDM says of the device (Android Management API "state") --------------------------
+_DELETED = "deleted"
+_STATE_OF_REPORT = {
+    "active": ManagementState.ACTIVE,
+    "lost": ManagementState.LOST,
+    "disabled": ManagementState.DISABLED,
+}
+
+
+def _reports_deletion(report: Report, device: dict, deleted: dict[int, dt.datetime]) -> bool:
+    """A report saying the device was deleted retires it (whatever its age: deletion is final) and sets no
+    state of the device; its check-in is kept in the history."""
+    if report.management_state != _DELETED:
+        return False
+    deleted.setdefault(device["id"], report.reported_at)
+    return True
+
+
+def _with_management_state(state: dict, report: Report) -> dict:
+    if report.management_state in _STATE_OF_REPORT:
+        state = {**state, "management_state": _STATE_OF_REPORT[report.management_state]}
+    return state
+
+
+def _update_management_states(
+    devices: dict[int, dict],
+    newest: dict[int, tuple[dt.datetime, dict]],
+    applied: set[int],
+    deleted: dict[int, dt.datetime],
+) -> None:
+    """One UPDATE, only when some device of the batch changes state: LOST and DISABLED are recorded with the
+    time of the report that said so, ACTIVE clears them, DELETED retires the device (a retired device keeps
+    its first date). State changes are rare, so a CASE per device stays small."""
+    changed = {
+        device_id: (newest[device_id][1]["management_state"], newest[device_id][0])
+        for device_id in sorted(applied)
+        if newest[device_id][1].get("management_state", devices[device_id]["management_state"])
+        != devices[device_id]["management_state"]
+    }
+    if not changed and not deleted:
+        return
+    Device.objects.filter(pk__in=sorted({*deleted, *changed})).update(
+        management_state=Case(
+            *(When(pk=device_id, then=Value(state)) for device_id, (state, _) in changed.items()),
+            default=F("management_state"),
+            output_field=CharField(),
+        ),
+        management_state_since=Case(
+            *(
+                When(pk=device_id, then=Value(None if state == ManagementState.ACTIVE else at))
+                for device_id, (state, at) in changed.items()
+            ),
+            default=F("management_state_since"),
+            output_field=DateTimeField(),
+        ),
+        retired_at=Case(
+            *(When(pk=device_id, retired_at__isnull=True, then=Value(at)) for device_id, at in deleted.items()),
+            default=F("retired_at"),
+            output_field=DateTimeField(),
+        ),
+    )

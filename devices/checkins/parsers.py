@@ -55,6 +55,8 @@ class Report:
     battery_cycle_count: int | None = None
     agent_version: str = ""
     raw: dict | None = None
+    # What the MDM says of the device (AMAPI "state"): "deleted", "lost", "disabled", "active"; "" says nothing.
+    management_state: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,12 +322,26 @@ def _parse_time(value: Any) -> dt.datetime | None:
     return parsed if parsed is not None and timezone.is_aware(parsed) else None
 
 
-def parse_amapi(device: Any) -> ParsedReport:
+# AMAPI Device states FleetPatch records (Report.management_state); the others (PROVISIONING...) say nothing.
+AMAPI_STATES = {"ACTIVE": "active", "LOST": "lost", "DISABLED": "disabled", "DELETED": "deleted"}
+
+
+def _amapi_state(device: dict) -> str:
+    """``appliedState`` (what the device applied) before ``state`` (what was asked); DELETED in either wins."""
+    states = [device.get("appliedState"), device.get("state")]
+    if "DELETED" in states:
+        return AMAPI_STATES["DELETED"]
+    return next((AMAPI_STATES[s] for s in states if isinstance(s, str) and s in AMAPI_STATES), "")
+
+
+def parse_amapi(device: Any, *, published_at: str | None = None) -> ParsedReport:
     """An Android Management API ``Device`` resource (enterprises.devices); unknown fields are ignored.
 
-    ``lastStatusReportTime`` dates the report (``lastPolicySyncTime`` when a device has not sent a
-    status report yet); the battery level is that of the newest ``BATTERY_LEVEL_COLLECTED`` power
-    management event; ``softwareInfo.systemUpdateInfo`` and the rest are kept in the raw payload.
+    ``lastStatusReportTime`` dates the report (then ``lastPolicySyncTime``, then ``enrollmentTime``: an
+    ENROLLMENT notification's Device often has only that, then the Pub/Sub message's ``published_at``);
+    the battery level is that of the newest ``BATTERY_LEVEL_COLLECTED`` power management event; ``state``
+    (``appliedState`` first) becomes the report's management state; ``softwareInfo.systemUpdateInfo`` and the
+    rest are kept in the raw payload.
     """
     if not isinstance(device, dict):
         return ParsedReport(errors={NON_FIELD: [gettext("An Android Management API Device is a JSON object.")]})
@@ -346,7 +362,10 @@ def parse_amapi(device: Any) -> ParsedReport:
     native = {
         "serial": _text(hardware.get("serialNumber")),
         "imei": _text(imei) or None,
-        "reported_at": device.get("lastStatusReportTime") or device.get("lastPolicySyncTime"),
+        "reported_at": device.get("lastStatusReportTime")
+        or device.get("lastPolicySyncTime")
+        or device.get("enrollmentTime")
+        or published_at,
         "build_number": _text(software.get("androidBuildNumber")),
         "android_version": _text(software.get("androidVersion")),
         "security_patch_level": software.get("securityPatchLevel") or None,
@@ -368,7 +387,9 @@ def parse_amapi(device: Any) -> ParsedReport:
             if name and model
         )
     )
-    return _to_parsed(attrs, source=CheckInSource.AMAPI, raw=device, model_names=names)
+    parsed = _to_parsed(attrs, source=CheckInSource.AMAPI, raw=device, model_names=names)
+    state = _amapi_state(device)
+    return dataclasses.replace(parsed, report=dataclasses.replace(parsed.report, management_state=state))
 
 
 def decode_pubsub(envelope: dict) -> Any:
@@ -396,7 +417,9 @@ def decode_pubsub(envelope: dict) -> Any:
 
 
 def is_pubsub_envelope(body: Any) -> bool:
-    return isinstance(body, dict) and isinstance(body.get("message"), dict) and "data" in body["message"]
+    """A Pub/Sub push (``{"message": {...}, "subscription": ...}``), ``data`` or not (a test message has none);
+    a Device resource has no ``message``."""
+    return isinstance(body, dict) and isinstance(body.get("message"), dict)
 
 
 # --- Headwind MDM ----------------------------------------------------------------------------------

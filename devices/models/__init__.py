@@ -7,6 +7,7 @@ from devices.models.device import Device
 from devices.models.history import BatteryEvent, StatusChange, Waiver
 from devices.models.jobs import ImportJob, SweepRange, SweepRun, TaskDelivery
 from devices.models.observed import ObservedBuild
+from devices.models.rejections import PubSubMessage, RejectedMessage
 from devices.models.reporting import BuildRollout, ComplianceSnapshot, DeviceTally
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "DeviceTally",
     "ImportJob",
     "ObservedBuild",
+    "PubSubMessage",
+    "RejectedMessage",
     "StatusChange",
     "SweepRange",
     "SweepRun",

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from devices.choices import (
     BatteryStatus,
     ComplianceStatus,
+    ManagementState,
 )
 from devices.validators import validate_imei
 from updates.choices import Channel
@@ -53,6 +54,15 @@ class Device(models.Model):
     channel = models.CharField(_("update channel"), max_length=10, choices=Channel.choices, default=Channel.STABLE)
     enrolled_at = models.DateTimeField(_("enrolled at"), default=timezone.now)
     retired_at = models.DateTimeField(_("retired at"), null=True, blank=True)
+    # What the MDM says of the device (Android Management API "state": LOST, DISABLED), until it is ACTIVE again.
+    management_state = models.CharField(
+        _("management state"),
+        max_length=10,
+        choices=ManagementState.choices,
+        default=ManagementState.ACTIVE,
+        blank=True,
+    )
+    management_state_since = models.DateTimeField(_("management state since"), null=True, blank=True)
 
     # Last reported state (from the newest check-in; older reports never overwrite it).
     current_build = models.ForeignKey(

@@ -144,3 +144,24 @@ def test_the_retention_task_is_scheduled_nightly_by_a_migration() -> None:
     assert task.task == "devices.prune_check_ins"
     assert task.enabled
     assert (task.crontab.minute, task.crontab.hour, str(task.crontab.timezone)) == ("30", "3", "UTC")
+
+
+def test_the_retention_job_prunes_old_rejected_messages_and_pubsub_message_ids(settings, db):
+    from devices.models import PubSubMessage, RejectedMessage
+    from tests.factories import PubSubMessageFactory, RejectedMessageFactory
+
+    settings.REJECTED_MESSAGE_RETENTION_DAYS = 90
+    settings.PUBSUB_MESSAGE_ID_RETENTION_DAYS = 8
+    now = timezone.now()
+    old_rejection = RejectedMessageFactory(received_at=now - dt.timedelta(days=91))
+    kept_rejection = RejectedMessageFactory(received_at=now - dt.timedelta(days=89))
+    old_id = PubSubMessageFactory(received_at=now - dt.timedelta(days=9))
+    kept_id = PubSubMessageFactory(received_at=now - dt.timedelta(days=7))
+
+    outcome = prune_check_ins()
+
+    assert (outcome["rejected_messages_deleted"], outcome["pubsub_message_ids_deleted"]) == (1, 1)
+    assert set(RejectedMessage.objects.values_list("pk", flat=True)) == {kept_rejection.pk}
+    assert set(PubSubMessage.objects.values_list("pk", flat=True)) == {kept_id.pk}
+    assert not RejectedMessage.objects.filter(pk=old_rejection.pk).exists()
+    assert not PubSubMessage.objects.filter(pk=old_id.pk).exists()

@@ -259,3 +259,43 @@ def test_an_organisation_created_by_a_superuser_needs_no_membership_to_be_seen_b
     OrganisationFactory(name="Fresh tenant", slug="fresh")
     client.force_login(superuser)
     assert "Fresh tenant" in client.get(reverse("admin:fleet_organisation_changelist")).content.decode()
+
+
+def test_an_api_client_made_with_pubsub_push_shows_its_push_url_with_the_secret_once(client, manager_a, org_a):
+    client.force_login(manager_a)
+    response = client.post(
+        API_CLIENT_ADD,
+        {
+            "organisation": org_a.pk,
+            "name": "AMAPI",
+            "scopes": ["report", "enrol"],
+            "pubsub_push": "on",
+            "push_service_account": "amapi-push@project.iam.gserviceaccount.com",
+        },
+        follow=True,
+    )
+    body = response.content.decode()
+    api_client = ApiClient.objects.get(name="AMAPI")
+    match = re.search(rf"{re.escape(api_client.push_url())}\?token=([A-Za-z0-9_\-]{{40,}})", body)
+    assert match, body
+    assert api_client.push_secret_hash == hashlib.sha256(match.group(1).encode()).hexdigest()
+    assert api_client.push_service_account == "amapi-push@project.iam.gserviceaccount.com"
+    change_page = client.get(reverse("admin:fleet_apiclient_change", args=[api_client.pk])).content.decode()
+    assert match.group(1) not in change_page
+    assert api_client.push_url() in change_page
+
+
+def test_the_push_secret_actions_rotate_and_revoke_it(client, manager_a, org_a):
+    api_client = ApiClientFactory(organisation=org_a)
+    client.force_login(manager_a)
+    data = {"action": "rotate_push_secret", "_selected_action": [api_client.pk]}
+    body = client.post(API_CLIENT_CHANGELIST, data, follow=True).content.decode()
+    api_client.refresh_from_db()
+    secret = re.search(r"\?token=([A-Za-z0-9_\-]{40,})", body).group(1)
+    assert api_client.push_secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+
+    data = {"action": "revoke_push_secret", "_selected_action": [api_client.pk]}
+    assert "1 push secret revoked." in client.post(API_CLIENT_CHANGELIST, data, follow=True).content.decode()
+    api_client.refresh_from_db()
+    assert api_client.push_secret_hash == ""
+    assert api_client.push_id  # the endpoint stays; only its secret went

@@ -33,6 +33,8 @@ from tests.factories import (
     ObservedBuildFactory,
     OrganisationFactory,
     OSBuildFactory,
+    PubSubMessageFactory,
+    RejectedMessageFactory,
     StatusChangeFactory,
     TaskDeliveryFactory,
     UserFactory,
@@ -123,6 +125,8 @@ def one_of_everything(world, manager_a):
     ImportJob.objects.create(
         organisation=world["a"]["org"], kind="devices", filename="inventory.csv", content=b"serial\n"
     )
+    RejectedMessageFactory(organisation=world["a"]["org"])
+    PubSubMessageFactory(organisation=world["a"]["org"])
     return world
 
 

@@ -28,11 +28,11 @@ from rest_framework.test import APIClient
 from alerts.models import AlertSubscription, DigestDelivery, DigestMessage, Unsubscription
 from devices.compliance.rollouts import rollouts_refresh
 from devices.compliance.tallies import snapshot_statuses, tally_devices
-from devices.models import BuildRollout, Waiver
+from devices.models import BuildRollout, RejectedMessage, Waiver
 from fleet.choices import Role, Scope
 from fleet.models import ApiClient, Organisation
 from fleet.scoping import OrganisationScopedAdmin
-from fleet.services import api_client_create, membership_sync_groups
+from fleet.services import api_client_create, api_client_push_enable, membership_sync_groups
 from tests.factories import (
     BatteryEventFactory,
     CheckInFactory,
@@ -160,6 +160,22 @@ def _build_organisation(key: str, phone_model: Any, public_build: Any, now: dt.d
         organisation=org, name=f"{marker} MDM", scopes=[s.value for s in SINGLE_SCOPES]
     )
     data.rows["api_client"] = client
+    # Pub/Sub pushes authenticate by the secret in their push URL, not by a token.
+    push_client, _token = api_client_create(
+        organisation=org, name=f"{marker} MDM push", scopes=[s.value for s in SINGLE_SCOPES]
+    )
+    data.rows["push_client"], data.tokens["push"] = api_client_push_enable(api_client=push_client)
+    reporting_only, _token = api_client_create(organisation=org, name=f"{marker} MDM push read", scopes=[Scope.READ])
+    data.rows["push_reader"], data.tokens["push_reader"] = api_client_push_enable(api_client=reporting_only)
+    data.rows["rejected_message"] = RejectedMessage.objects.create(
+        organisation=org,
+        api_client=push_client,
+        notification_type="STATUS_REPORT",
+        message_id=f"{marker}-MSG-1",
+        kind="device",
+        errors={"hardwareInfo.serialNumber": [f"{marker} serial refused"]},
+        raw={"name": f"enterprises/{marker}/devices/1"},
+    )
     revoked, data.tokens["revoked"] = api_client_create(
         organisation=org, name=f"{marker} MDM revoked", scopes=[s.value for s in SINGLE_SCOPES]
     )

@@ -17,7 +17,7 @@ API_PREFIX = "api/v1/"
 IMPLICIT_METHODS = {"OPTIONS", "HEAD"}
 PROBED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 #: Sample values for the URL parameters of API routes, pointing at nothing.
-SAMPLE_KWARGS = {"pk": "987654321", "serial": "NO-SUCH-SERIAL", "imei": "1"}
+SAMPLE_KWARGS = {"pk": "987654321", "serial": "NO-SUCH-SERIAL", "imei": "1", "push_id": "no-such-push-id"}
 
 
 @dataclass(frozen=True)

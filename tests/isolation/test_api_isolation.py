@@ -8,7 +8,9 @@ A route or method missing from the table fails ``test_every_api_operation_has_an
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +50,18 @@ def _amapi(world: World, key: str) -> dict:
     return resource
 
 
+def _envelope(device: dict, message_id: str = "4242424242") -> dict:
+    return {
+        "message": {
+            "attributes": {"notificationType": "STATUS_REPORT"},
+            "data": base64.b64encode(json.dumps(device).encode()).decode(),
+            "messageId": message_id,
+            "publishTime": timezone.now().isoformat(),
+        },
+        "subscription": "projects/p/subscriptions/s",
+    }
+
+
 def _headwind(world: World, key: str) -> dict:
     return {"serial": world.org(key).device.serial, "model": "Core-Z5", "androidVersion": "14", "batteryLevel": 60}
 
@@ -81,6 +95,8 @@ class Endpoint:
     foreign: int | None = None
     #: The field a 400 names when the body refers to the other organisation's row.
     foreign_field: str | None = None
+    #: Authenticated by a push secret in its URL, not by a token: its own tests below.
+    push: bool = False
 
     @property
     def id(self) -> str:
@@ -265,12 +281,29 @@ ENDPOINTS = [
         body=_headwind,
         foreign=201,
     ),
+    Endpoint(
+        "api-ingest-amapi-push",
+        "POST",
+        Scope.REPORT,
+        lambda w, k: f"{V1}/ingest/amapi/push/{w.org(k).push_client.push_id}/?token={w.org(k).tokens['push']}",
+        ok=201,
+        body=lambda w, k: _envelope(_amapi(w, k)),
+        push=True,
+    ),
+    # --- Rejected Pub/Sub messages ---
+    Endpoint(
+        "rejectedmessage-list",
+        "GET",
+        Scope.READ,
+        lambda w, k: f"{V1}/rejected-messages/",
+        own_ids=lambda w, k: {w.org(k).rejected_message.pk},
+    ),
     # --- Public: the schema describes the API and holds no data ---
     Endpoint("api-schema", "GET", None, lambda w, k: f"{V1}/schema/"),
     Endpoint("api-docs", "GET", None, lambda w, k: f"{V1}/docs/"),
 ]
 
-PROTECTED = [e for e in ENDPOINTS if e.scope is not None]
+PROTECTED = [e for e in ENDPOINTS if e.scope is not None and not e.push]
 READS = [e for e in PROTECTED if not e.writes]
 WRITES = [e for e in PROTECTED if e.writes]
 AIMED = [e for e in PROTECTED if e.foreign is not None]
@@ -457,3 +490,60 @@ def test_filtering_on_the_other_organisations_identifiers_finds_nothing(world, p
     if response.status_code == 200:
         assert _results(response.json()) == []
     assert_no_marker(response.content, "b", path)
+
+
+# --- The Pub/Sub push endpoint: its own credentials, in the URL -----------------------------------
+
+
+def _push(world: World, endpoint_of: str, secret_of: str, *, token_key: str = "push") -> Any:
+    push_id = world.org(endpoint_of).push_client.push_id
+    secret = world.org(secret_of).tokens[token_key]
+    return api(None).post(
+        f"{V1}/ingest/amapi/push/{push_id}/?token={secret}", _envelope(_amapi(world, endpoint_of)), format="json"
+    )
+
+
+@pytest.mark.parametrize("key", ["a", "b"])
+def test_a_push_with_the_endpoints_own_secret_reaches_its_own_organisation_only(world, key):
+    before = organisation_rows(world.org(other(key)).org)
+    response = _push(world, key, key)
+    assert response.status_code == 201, response.content[:300]
+    assert Device.objects.get(pk=response.json()["device_id"]).organisation_id == world.org(key).org.pk
+    assert_no_marker(response.content, other(key), "push")
+    assert organisation_rows(world.org(other(key)).org) == before
+
+
+def test_the_other_organisations_push_secret_or_any_token_is_refused_on_a_push_endpoint(world):
+    before = organisation_rows(world.a.org)
+    push_id = world.a.push_client.push_id
+    url = f"{V1}/ingest/amapi/push/{push_id}/"
+    body = _envelope(_amapi(world, "a"))
+    answers = [
+        api(None).post(f"{url}?token={world.b.tokens['push']}", body, format="json"),
+        # B's endpoint named with A's secret, and A's secret on an endpoint that does not exist.
+        api(None).post(
+            f"{V1}/ingest/amapi/push/{world.b.push_client.push_id}/?token={world.a.tokens['push']}", body, format="json"
+        ),
+        api(None).post(f"{V1}/ingest/amapi/push/nobody/?token={world.a.tokens['push']}", body, format="json"),
+        # A FleetPatch token, even with every scope, is not a Pub/Sub credential.
+        api(world.a.tokens["all"]).post(url, body, format="json"),
+        api(None).post(url, body, format="json"),
+    ]
+    for response in answers:
+        assert response.status_code == 401, response.content[:300]
+        assert response.json()["detail"]
+        assert_no_marker(response.content, "b", "push")
+    assert organisation_rows(world.a.org) == before
+
+
+def test_a_push_client_without_the_report_scope_is_403(world):
+    response = _push(world, "a", "a", token_key="push_reader")
+    assert response.status_code == 401  # the reader's secret is not the push client's
+    push_id = world.a.push_reader.push_id
+    response = api(None).post(
+        f"{V1}/ingest/amapi/push/{push_id}/?token={world.a.tokens['push_reader']}",
+        _envelope(_amapi(world, "a")),
+        format="json",
+    )
+    assert response.status_code == 403
+    assert "report" in response.json()["detail"]

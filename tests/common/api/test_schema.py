@@ -39,9 +39,15 @@ def test_the_schema_declares_bearer_auth_on_every_operation(schema):
         "scheme": "bearer",
         "description": schema["components"]["securitySchemes"]["bearerAuth"]["description"],
     }
+    push = "/api/v1/ingest/amapi/push/{push_id}/"
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
+            if path == push:
+                continue
             assert operation.get("security") == [{"bearerAuth": []}], f"{method} {path}"
+    # Pub/Sub cannot send a FleetPatch token: its push endpoint takes the secret in the URL (or an OIDC token).
+    assert schema["paths"][push]["post"]["security"] == [{"pubsubPushSecret": []}]
+    assert schema["components"]["securitySchemes"]["pubsubPushSecret"]["in"] == "query"
 
 
 def test_every_operation_documents_its_error_responses(schema):
@@ -99,7 +105,7 @@ def test_an_ingestion_200_is_a_batch_or_the_result_of_a_single_report_already_re
     assert refs(schema["paths"]["/api/v1/ingest/amapi/"]["post"], "200") == {
         "BatchResult",
         "ItemResult",
-        "IgnoredNotification",
+        "PubSubAck",
     }
 
 

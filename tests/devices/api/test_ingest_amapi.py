@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from devices.models import CheckIn, Device
+from devices.models import CheckIn, Device, RejectedMessage
 from tests.devices.checkins.test_parsers import amapi_device
 from tests.factories import DeviceFactory, DeviceModelFactory, OSBuildFactory
 
@@ -79,28 +79,33 @@ def test_a_pubsub_push_envelope_is_decoded_and_stored_once(reporter_a, org_a, xc
 
     assert first.status_code == 201
     assert redelivered.status_code == 200
-    assert redelivered.json()["status"] == "duplicate"
+    assert redelivered.json()["status"] == "redelivered"
     assert CheckIn.objects.get(device=device).raw["_pubsub"] == {"messageId": "136969346945"}
 
 
-def test_an_envelope_with_bad_base64_is_400_naming_the_problem(reporter_a):
+def test_an_envelope_with_bad_base64_is_acknowledged_and_recorded_naming_the_problem(reporter_a, org_a):
+    # Pub/Sub redelivers every non-2xx for days: a message that can never be read is acknowledged.
     body = envelope(amapi_device())
     body["message"]["data"] = "%%% not base64 %%%"
 
     response = reporter_a.post(URL, body, format="json")
 
-    assert response.status_code == 400
-    assert "base64" in response.json()["message.data"][0]
+    assert response.status_code == 200
+    assert response.json()["status"] == "rejected"
+    assert "base64" in response.json()["errors"]["message.data"][0]
+    rejected = RejectedMessage.objects.get(pk=response.json()["rejected_message_id"])
+    assert (rejected.organisation, rejected.kind, rejected.message_id) == (org_a, "payload", "136969346945")
 
 
-def test_an_envelope_whose_data_is_not_json_is_400(reporter_a):
+def test_an_envelope_whose_data_is_not_json_is_acknowledged_and_recorded(reporter_a):
     body = envelope({})
     body["message"]["data"] = base64.b64encode(b"<xml/>").decode()
 
     response = reporter_a.post(URL, body, format="json")
 
-    assert response.status_code == 400
-    assert "message.data" in response.json()
+    assert response.status_code == 200
+    assert "message.data" in response.json()["errors"]
+    assert RejectedMessage.objects.get().raw["message"]["data"] == body["message"]["data"]
 
 
 def test_a_notification_without_a_device_is_acknowledged_and_ignored(reporter_a):
@@ -129,15 +134,16 @@ def test_ingesting_needs_the_report_scope(reader_a, anonymous):
     assert reader_a.post(URL, amapi_device(), format="json").status_code == 403
 
 
-def test_a_pubsub_payload_holding_a_nul_character_is_a_400_naming_message_data(reporter_a):
+def test_a_pubsub_payload_holding_a_nul_character_is_rejected_naming_message_data(reporter_a):
     # Inside base64, "\u0000" escaped the API's JSON checks and reached PostgreSQL's jsonb (a 500).
     data = base64.b64encode(json.dumps({**amapi_device(), "note": "\x00"}).encode()).decode()
 
     response = reporter_a.post(URL, {"message": {"data": data}}, format="json")
 
-    assert response.status_code == 400
-    assert list(response.json()) == ["message.data"]
+    assert response.status_code == 200
+    assert list(response.json()["errors"]) == ["message.data"]
     assert not CheckIn.objects.exists()
+    assert RejectedMessage.objects.get().kind == "payload"
 
 
 def test_telephony_infos_that_are_not_a_list_are_ignored_not_a_500(reporter_a, org_a, xcover):

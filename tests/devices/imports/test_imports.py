@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 from pathlib import Path
 
 import openpyxl
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from devices.compliance import engine as compliance
 from devices.imports import columns, device_rows
@@ -256,7 +258,11 @@ def test_a_large_file_is_written_in_a_number_of_queries_that_does_not_grow_with_
     org_a, core_z5, django_assert_max_num_queries
 ):
     lines = ["serial,model,asset tag"] + [f"S{i:05d},Core-Z5,T{i}" for i in range(600)]
-    with django_assert_max_num_queries(30):
+    # On SQLite Django splits a bulk INSERT into batches of 999 parameters, so each new Device column may cost
+    # one more batch there; on PostgreSQL the devices are one INSERT. The rest is a fixed 14 statements at most.
+    columns = len([f for f in Device._meta.concrete_fields if not f.primary_key])
+    inserts = math.ceil(600 / (999 // columns)) if connection.vendor == "sqlite" else 1
+    with django_assert_max_num_queries(14 + inserts):
         result = devices_import(organisation=org_a, data="\n".join(lines).encode())
     assert result.counts()["created"] == 600
 

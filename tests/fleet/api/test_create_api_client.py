@@ -56,3 +56,33 @@ def test_a_duplicate_name_is_refused(org_a):
     run("--organisation", "org-a", "--name", "Dup")
     with pytest.raises(CommandError, match="already"):
         run("--organisation", "org-a", "--name", "Dup")
+
+
+def test_pubsub_push_prints_the_push_endpoint_with_its_secret_once(org_a, settings):
+    settings.SITE_URL = "https://fleetpatch.example.gouv.fr"
+    output = run(
+        "--organisation",
+        "org-a",
+        "--name",
+        "AMAPI",
+        "--scopes",
+        "report,enrol",
+        "--pubsub-push",
+        "--push-service-account",
+        "amapi-push@project.iam.gserviceaccount.com",
+    )
+    client = ApiClient.objects.get(name="AMAPI")
+    base = f"https://fleetpatch.example.gouv.fr/api/v1/ingest/amapi/push/{client.push_id}/"
+    url = next(line for line in output.splitlines() if line.startswith(base + "?token="))
+    secret = url.split("?token=", 1)[1]
+    assert client.push_secret_hash == hash_token(secret)
+    assert output.count(secret) == 1
+    # The OIDC variant: the service account, and the audience its tokens must name (the URL, by default).
+    assert "amapi-push@project.iam.gserviceaccount.com" in output
+    assert f"(audience {base})" in output
+
+
+def test_without_pubsub_push_no_push_endpoint_is_made(org_a):
+    output = run("--organisation", "org-a", "--name", "Plain", "--scopes", "report")
+    assert ApiClient.objects.get(name="Plain").push_id is None
+    assert "push" not in output.lower()
