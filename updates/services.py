@@ -152,6 +152,16 @@ def manufacturer_alias_add(*, manufacturer: Manufacturer, name: str) -> Manufact
 
 
 @transaction.atomic
+def manufacturer_alias_update(*, alias: ManufacturerAlias, name: str) -> ManufacturerAlias:
+    """Corrects a spelling (the admin's inline edits it in place)."""
+    alias.name = name.strip()
+    alias.full_clean()
+    alias.save()
+    _recompute_models_of(alias.manufacturer, reason=f"manufacturer alias {alias.name} changed")
+    return alias
+
+
+@transaction.atomic
 def manufacturer_alias_remove(*, alias: ManufacturerAlias) -> None:
     """Removes a spelling; devices already linked through it keep their model."""
     alias.delete()
@@ -294,6 +304,8 @@ def catalogue_import(
         # A new model links the devices that reported its name before the catalogue knew it.
         touched.add(model.pk)
 
+    for model in models.values():
+        aliases.own(model)  # every model's own names first: an alias may not take another model's name
     for entry in entries.models:
         model = models.get((entry.manufacturer, entry.slug))
         if model is None:
@@ -375,12 +387,11 @@ class _CatalogueNames:
         pk = self.makers.get(fold_key(name))
         return None if pk is None else Manufacturer.objects.get(pk=pk)
 
-    def _own(self, model: DeviceModel) -> None:
+    def own(self, model: DeviceModel) -> None:
         for key in {fold_key(model.name), fold_key(model.slug)}:
             self.models.setdefault((model.manufacturer_id, key), set()).add(model.pk)
 
     def add_model_alias(self, model: DeviceModel, name: str) -> tuple[bool, str]:
-        self._own(model)
         name = name.strip()[:150]
         key = fold_key(name)
         owners = self.models.get((model.manufacturer_id, key), set())
