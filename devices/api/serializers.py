@@ -41,6 +41,7 @@ class DeviceSerializer(serializers.ModelSerializer):
             "assignee",
             "channel",
             "model",
+            "reported_model",
             "fleet",
             "enrolled_at",
             "retired_at",
