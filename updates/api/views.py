@@ -28,7 +28,11 @@ class DeviceModelViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = DeviceModelFilterSet
     ordering_fields = ("id",)
     required_scopes = {"aliases": Scope.CATALOGUE, "manufacturer_aliases": Scope.CATALOGUE}
-    queryset = DeviceModel.objects.select_related("manufacturer").prefetch_related("aliases", "manufacturer__aliases")
+    queryset = (
+        DeviceModel.objects.select_related("manufacturer")
+        .prefetch_related("aliases", "manufacturer__aliases")
+        .order_by()
+    )
 
     def _add_alias(self, request: Request, add: object) -> Response:
         serializer = AliasSerializer(data=request.data)
