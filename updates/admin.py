@@ -121,6 +121,55 @@ class DeviceModelAdmin(CatalogueAdmin):
         model_save(model=obj, changed=form.changed_data if change else ())
 
 
+@admin.register(ModelAlias)
+class ModelAliasAdmin(CatalogueAdmin):
+    """Every model's other names in one list, to find which model a code means."""
+
+    list_display = ("name", "model")
+    list_select_related = ("model__manufacturer",)
+    search_fields = ("name", "model__name", "model__manufacturer__name")
+    autocomplete_fields = ("model",)
+    ordering = ("name",)
+    show_full_result_count = False
+
+    def save_model(self, request: HttpRequest, obj: ModelAlias, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            model_alias_update(alias=obj, name=obj.name)
+        else:
+            model_alias_add(model=obj.model, name=obj.name)
+
+    def delete_model(self, request: HttpRequest, obj: ModelAlias) -> None:
+        model_alias_remove(alias=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        for alias in queryset:
+            model_alias_remove(alias=alias)
+
+
+@admin.register(ManufacturerAlias)
+class ManufacturerAliasAdmin(CatalogueAdmin):
+    """Every manufacturer's other spellings in one list."""
+
+    list_display = ("name", "manufacturer")
+    list_select_related = ("manufacturer",)
+    search_fields = ("name", "manufacturer__name")
+    autocomplete_fields = ("manufacturer",)
+    ordering = ("name",)
+
+    def save_model(self, request: HttpRequest, obj: ManufacturerAlias, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            manufacturer_alias_update(alias=obj, name=obj.name)
+        else:
+            manufacturer_alias_add(manufacturer=obj.manufacturer, name=obj.name)
+
+    def delete_model(self, request: HttpRequest, obj: ManufacturerAlias) -> None:
+        manufacturer_alias_remove(alias=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        for alias in queryset:
+            manufacturer_alias_remove(alias=alias)
+
+
 class PublishBuildForm(forms.ModelForm):
     """The add form of a build: publishing first says what it changes, and asks to confirm."""
 

@@ -80,6 +80,8 @@ ADMIN = {
     "devices.buildrollout": tenant("rollout", *READ_ONLY_RECORDS),
     "updates.manufacturer": Expect(None, SUPERUSER, SUPERUSER, SUPERUSER, kind="catalogue"),
     "updates.devicemodel": Expect(None, SUPERUSER, SUPERUSER, SUPERUSER, kind="catalogue"),
+    "updates.modelalias": Expect(None, SUPERUSER, SUPERUSER, SUPERUSER, kind="catalogue"),
+    "updates.manufactureralias": Expect(None, SUPERUSER, SUPERUSER, SUPERUSER, kind="catalogue"),
     # Global rows: a sweep covers every organisation at once.
     "devices.sweeprun": OPERATOR,
     "devices.sweeprange": OPERATOR,
@@ -155,6 +157,8 @@ ACTIONS = {
     ("devices.buildrollout", "delete_selected"): "delete",
     ("updates.manufacturer", "delete_selected"): "delete",
     ("updates.devicemodel", "delete_selected"): "delete",
+    ("updates.modelalias", "delete_selected"): "delete",
+    ("updates.manufactureralias", "delete_selected"): "delete",
     ("devices.sweeprun", "delete_selected"): "delete",
     ("devices.sweeprange", "delete_selected"): "delete",
     ("auth.user", "delete_selected"): "delete",
