@@ -20,7 +20,7 @@ from devices.compliance import engine as compliance
 from devices.models import BatteryEvent, CheckIn, Device, ObservedBuild, Waiver
 from fleet.models import Fleet, Organisation
 from updates.choices import Channel
-from updates.models import DeviceModel
+from updates.models import DeviceModel, OSBuild
 from updates.services import build_publish, enqueue_model_recompute
 
 if TYPE_CHECKING:
@@ -98,14 +98,14 @@ def _recompute_covered(waiver: Waiver, *, now: dt.datetime, reason: str) -> None
 
 # --- Enrolment and assignment (the REST API's device writes) ---------------------------------------
 
-ASSIGNMENT_FIELDS = ("fleet", "asset_tag", "assignee", "channel")
+# The model too: an MDM may know it when the report did not name it in a way the catalogue knows.
+ASSIGNMENT_FIELDS = ("fleet", "asset_tag", "assignee", "channel", "model")
 # What a fleet manager may also correct on the admin's device page: its identity and its dates.
 ADMIN_FIELDS = (
     *ASSIGNMENT_FIELDS,
     "organisation",
     "serial",
     "imei",
-    "model",
     "enrolled_at",
     "retired_at",
     "battery_installed_on",
@@ -166,7 +166,7 @@ def device_update(
     when a change can move its compliance (its organisation, fleet or channel picks the policy and the
     target build; its model the catalogue; retirement and battery dates the rest).
 
-    The API changes its assignment only (fleet, asset tag, assignee, channel: the default ``allowed``); the
+    The API changes its assignment only (fleet, asset tag, assignee, channel, model: the default ``allowed``); the
     admin's device page may also correct its identity and dates (``ADMIN_FIELDS``). Reported state and
     compliance are never assignable: they come from check-ins and the engine.
     """
@@ -178,6 +178,11 @@ def device_update(
         changes["organisation"] = device.organisation
     if "fleet" in changes:
         _check_fleet(changes["fleet"], device.organisation_id)  # type: ignore[arg-type]
+    if "model" in changes and getattr(changes["model"], "pk", None) != device.model_id:
+        # The build it reported is looked up again, among the new model's builds it may run.
+        model, number = changes["model"], device.reported_build_number
+        builds = OSBuild.objects.visible_to(device.organisation_id).filter(model=model, build_number=number)
+        changes["current_build"] = builds.private_first().first() if model is not None and number else None
     for field, value in changes.items():
         setattr(device, field, value)
     device.full_clean()

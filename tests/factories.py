@@ -30,7 +30,7 @@ from devices.models import (
 )
 from fleet.choices import Role
 from fleet.models import ApiClient, CompliancePolicy, Fleet, Membership, Organisation
-from updates.models import BuildPin, DeviceModel, Manufacturer, OSBuild
+from updates.models import BuildPin, DeviceModel, Manufacturer, ManufacturerAlias, ModelAlias, OSBuild
 
 
 def imei_with_check_digit(body14: str) -> str:
@@ -121,6 +121,22 @@ class DeviceModelFactory(factory.django.DjangoModelFactory):
     launched_on = dt.date(2023, 1, 15)
     security_support_until = dt.date(2030, 1, 31)
     os_support_until = dt.date(2028, 1, 31)
+
+
+class ManufacturerAliasFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ManufacturerAlias
+
+    manufacturer = factory.SubFactory(ManufacturerFactory)
+    name = factory.Sequence(lambda n: f"Maker Co {n}")
+
+
+class ModelAliasFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelAlias
+
+    model = factory.SubFactory(DeviceModelFactory)
+    name = factory.Sequence(lambda n: f"RG-{1000 + n}")
 
 
 class OSBuildFactory(factory.django.DjangoModelFactory):

@@ -22,7 +22,7 @@ from fleet.scoping import (
     is_superuser,
 )
 from fleet.selectors import organisation_ids_for_request
-from updates.models import BuildPin, DeviceModel, Manufacturer, OSBuild
+from updates.models import BuildPin, DeviceModel, Manufacturer, ManufacturerAlias, ModelAlias, OSBuild
 from updates.selectors import model_active_devices
 from updates.services import (
     build_pin,
@@ -31,9 +31,46 @@ from updates.services import (
     build_revoke,
     build_unpin,
     build_update,
+    manufacturer_alias_add,
+    manufacturer_alias_remove,
+    manufacturer_alias_update,
     manufacturer_save,
+    model_alias_add,
+    model_alias_remove,
+    model_alias_update,
     model_save,
 )
+
+
+class CatalogueInline(admin.TabularInline):
+    """Names in the shared catalogue: every member may read them, only superusers write them."""
+
+    extra = 1
+    fields = ("name",)
+
+    def has_view_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return is_superuser(request) or bool(organisation_ids_for_request(request))
+
+    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return is_superuser(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return is_superuser(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return is_superuser(request)
+
+
+class ManufacturerAliasInline(CatalogueInline):
+    model = ManufacturerAlias
+    verbose_name = _("other spelling")
+    verbose_name_plural = _("other spellings (as MDMs report the manufacturer)")
+
+
+class ModelAliasInline(CatalogueInline):
+    model = ModelAlias
+    verbose_name = _("other name")
+    verbose_name_plural = _("other names (model codes, codenames, marketing names)")
 
 
 @admin.register(Manufacturer)
@@ -42,9 +79,20 @@ class ManufacturerAdmin(CatalogueAdmin):
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     ordering = ("name",)
+    inlines = (ManufacturerAliasInline,)
 
     def save_model(self, request: HttpRequest, obj: Manufacturer, form: forms.ModelForm, change: bool) -> None:
-        manufacturer_save(manufacturer=obj)
+        manufacturer_save(manufacturer=obj, changed=form.changed_data if change else ())
+
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
+        # Through the services: a new spelling links the devices that reported it.
+        formset.save(commit=False)
+        for alias in formset.deleted_objects:
+            manufacturer_alias_remove(alias=alias)
+        for alias, _fields in formset.changed_objects:
+            manufacturer_alias_update(alias=alias, name=alias.name)
+        for alias in formset.new_objects:
+            manufacturer_alias_add(manufacturer=form.instance, name=alias.name)
 
 
 @admin.register(DeviceModel)
@@ -56,10 +104,70 @@ class DeviceModelAdmin(CatalogueAdmin):
     autocomplete_fields = ("manufacturer",)
     prepopulated_fields = {"slug": ("name",)}
     ordering = ("manufacturer__name", "name")
+    inlines = (ModelAliasInline,)
+
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
+        # Through the services: a new name links the devices that reported it, and re-evaluates them.
+        formset.save(commit=False)
+        for alias in formset.deleted_objects:
+            model_alias_remove(alias=alias)
+        for alias, _fields in formset.changed_objects:
+            model_alias_update(alias=alias, name=alias.name)
+        for alias in formset.new_objects:
+            model_alias_add(model=form.instance, name=alias.name)
 
     def save_model(self, request: HttpRequest, obj: DeviceModel, form: forms.ModelForm, change: bool) -> None:
         # End of support moves devices to "unsupported" (or back): the service re-evaluates them.
         model_save(model=obj, changed=form.changed_data if change else ())
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(CatalogueAdmin):
+    """Every model's other names in one list, to find which model a code means."""
+
+    list_display = ("name", "model")
+    list_select_related = ("model__manufacturer",)
+    search_fields = ("name", "model__name", "model__manufacturer__name")
+    autocomplete_fields = ("model",)
+    ordering = ("name",)
+    show_full_result_count = False
+
+    def save_model(self, request: HttpRequest, obj: ModelAlias, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            model_alias_update(alias=obj, name=obj.name)
+        else:
+            model_alias_add(model=obj.model, name=obj.name)
+
+    def delete_model(self, request: HttpRequest, obj: ModelAlias) -> None:
+        model_alias_remove(alias=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        for alias in queryset:
+            model_alias_remove(alias=alias)
+
+
+@admin.register(ManufacturerAlias)
+class ManufacturerAliasAdmin(CatalogueAdmin):
+    """Every manufacturer's other spellings in one list."""
+
+    list_display = ("name", "manufacturer")
+    list_select_related = ("manufacturer",)
+    search_fields = ("name", "manufacturer__name")
+    autocomplete_fields = ("manufacturer",)
+    ordering = ("name",)
+
+    def save_model(self, request: HttpRequest, obj: ManufacturerAlias, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            manufacturer_alias_update(alias=obj, name=obj.name)
+        else:
+            manufacturer_alias_add(manufacturer=obj.manufacturer, name=obj.name)
+
+    def delete_model(self, request: HttpRequest, obj: ManufacturerAlias) -> None:
+        manufacturer_alias_remove(alias=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        for alias in queryset:
+            manufacturer_alias_remove(alias=alias)
 
 
 class PublishBuildForm(forms.ModelForm):

@@ -10,6 +10,8 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+import re
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -34,7 +36,17 @@ CSV_COLUMNS = (
     "released_at",
     "channel",
     "revoked",
+    "aliases",
+    "manufacturer_aliases",
 )
+
+# Several names in one cell: "SM-G556B; SM-G556B/DS; Galaxy XCover 7".
+ALIAS_SEPARATOR = ";"
+
+# A Samsung firmware document names the model code it is for: doc.samsungmobile.com/SM-G556B/EUX/doc.html.
+_SAMSUNG_DOC = re.compile(r"doc\.samsungmobile\.com/(SM-[A-Z0-9]+)/", re.IGNORECASE)
+# endoflife.date's label templates: "__RELEASE_CYCLE__ '__CODENAME__'".
+_TEMPLATE_FIELD = re.compile(r"__([A-Z0-9_]+)__")
 
 
 def model_slug(name: str) -> str:
@@ -55,6 +67,9 @@ class ModelEntry:
     # A date, None (no end announced) or ENDED (ended on an unrecorded date).
     security_support_until: dt.date | str | None = None
     os_support_until: dt.date | str | None = None
+    # Other names of the model (model codes, codenames, the release cycle) and of its manufacturer.
+    aliases: list[str] = dataclasses.field(default_factory=list)
+    manufacturer_aliases: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -77,11 +92,11 @@ class Catalogue:
     skipped: list[str] = dataclasses.field(default_factory=list)
 
 
-def read_file(path: Path, *, manufacturer: str | None = None) -> Catalogue:
+def read_file(path: Path, *, manufacturer: str | None = None, ignore_unknown_columns: bool = False) -> Catalogue:
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() in {".md", ".yml", ".yaml"}:
         return read_endoflife(text, manufacturer=manufacturer, source=path.name)
-    return read_csv(text, source=path.name)
+    return read_csv(text, source=path.name, ignore_unknown_columns=ignore_unknown_columns)
 
 
 def _front_matter(text: str, source: str) -> dict:
@@ -124,6 +139,31 @@ def _support_value(value: object, *, field: str, where: str) -> dt.date | str | 
     return parsed
 
 
+def _upper_snake(key: str) -> str:
+    """endoflife.date's template name of a release key: "releaseCycle" → "RELEASE_CYCLE"."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).upper()
+
+
+def release_label(release: dict, template: object = None) -> str:
+    """A release's name: its own ``releaseLabel``, else the product's template with ``__FIELD__`` replaced by
+    the release's value of ``field`` (``__RELEASE_CYCLE__``, ``__CODENAME__``...), else its cycle."""
+    cycle = str(release.get("releaseCycle") or "")
+    label = release.get("releaseLabel") or template or cycle
+    values = {_upper_snake(str(key)): value for key, value in release.items()}
+
+    def field(match: re.Match) -> str:
+        value = values.get(match.group(1))
+        return "" if value is None or isinstance(value, bool) else str(value)
+
+    return " ".join(_TEMPLATE_FIELD.sub(field, str(label)).split()) or cycle
+
+
+def _model_codes(release: dict) -> list[str]:
+    """Model codes a release's links carry (Samsung's firmware documents name the model code)."""
+    links = [release.get("link")] + [value for key, value in release.items() if key.endswith("Link")]
+    return list(dict.fromkeys(m.group(1).upper() for link in links if link for m in _SAMSUNG_DOC.finditer(str(link))))
+
+
 def read_endoflife(text: str, *, manufacturer: str | None = None, source: str = "endoflife") -> Catalogue:
     """An endoflife.date product file: one device model per release cycle.
 
@@ -140,13 +180,18 @@ def read_endoflife(text: str, *, manufacturer: str | None = None, source: str = 
         )
         return catalogue
     maker = manufacturer or title.split()[0]
-    for index, release in enumerate(data.get("releases") or [], start=1):
+    template = data.get("releaseLabel")
+    releases = data.get("releases") or []
+    # A model code two releases link to (a watch's sizes, a phone's variants) names neither: left out.
+    code_uses = Counter(code for release in releases if isinstance(release, dict) for code in _model_codes(release))
+    for index, release in enumerate(releases, start=1):
         where = f"{source} release {index}"
         try:
             if not isinstance(release, dict) or not release.get("releaseCycle"):
                 raise CatalogueError(_("%(where)s: no releaseCycle.") % {"where": where})
             cycle = str(release["releaseCycle"])
-            label = str(release.get("releaseLabel") or cycle).replace("__RELEASE_CYCLE__", cycle)
+            label = release_label(release, template)
+            aliases = [cycle, *(code for code in _model_codes(release) if code_uses[code] == 1)]
             launched = _support_value(release.get("releaseDate"), field="releaseDate", where=where)
             catalogue.models.append(
                 ModelEntry(
@@ -156,6 +201,7 @@ def read_endoflife(text: str, *, manufacturer: str | None = None, source: str = 
                     launched_on=launched if isinstance(launched, dt.date) else None,
                     security_support_until=_support_value(release.get("eol"), field="eol", where=where),
                     os_support_until=_support_value(release.get("eoas"), field="eoas", where=where),
+                    aliases=aliases,
                 )
             )
         except CatalogueError as error:
@@ -178,8 +224,15 @@ def _parse_row_date(row: dict, field: str, where: str, *, required: bool = False
     return parsed
 
 
-def read_csv(text: str, *, source: str = "csv") -> Catalogue:
-    """Our CSV format: one row per model, or per build of a model (columns in ``CSV_COLUMNS``)."""
+def _names(cell: str) -> list[str]:
+    return [name.strip() for name in cell.split(ALIAS_SEPARATOR) if name.strip()]
+
+
+def read_csv(text: str, *, source: str = "csv", ignore_unknown_columns: bool = False) -> Catalogue:
+    """Our CSV format: one row per model, or per build of a model (columns in ``CSV_COLUMNS``).
+
+    A column we do not know is an error (a misspelt ``security_suport_until`` would otherwise be read as
+    "no date"), unless ``ignore_unknown_columns``: then it is left out, and said so in ``skipped``."""
     catalogue = Catalogue()
     sample = text[:4096]
     delimiter = ";" if sample.count(";") > sample.count(",") else ","
@@ -191,7 +244,20 @@ def read_csv(text: str, *, source: str = "csv") -> Catalogue:
             _("%(source)s: missing column(s) %(missing)s; expected: %(expected)s")
             % {"source": source, "missing": ", ".join(sorted(missing)), "expected": ", ".join(CSV_COLUMNS)}
         )
-    seen_models: set[tuple[str, str]] = set()
+    unknown = sorted(headers - set(CSV_COLUMNS) - {""})
+    if unknown and not ignore_unknown_columns:
+        raise CatalogueError(
+            _(
+                "%(source)s: unknown column(s) %(unknown)s; expected: %(expected)s "
+                "(--ignore-unknown-columns to import the file without them)."
+            )
+            % {"source": source, "unknown": ", ".join(unknown), "expected": ", ".join(CSV_COLUMNS)}
+        )
+    if unknown:
+        catalogue.skipped.append(
+            _("%(source)s: column(s) %(unknown)s ignored.") % {"source": source, "unknown": ", ".join(unknown)}
+        )
+    seen_models: dict[tuple[str, str], ModelEntry] = {}
     for line, raw in enumerate(reader, start=2):
         row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if k}
         if not any(row.values()):
@@ -209,6 +275,8 @@ def read_csv(text: str, *, source: str = "csv") -> Catalogue:
                 launched_on=_parse_row_date(row, "launched_on", where),
                 security_support_until=_parse_row_date(row, "security_support_until", where),
                 os_support_until=_parse_row_date(row, "os_support_until", where),
+                aliases=_names(row.get("aliases", "")),
+                manufacturer_aliases=_names(row.get("manufacturer_aliases", "")),
             )
             build = None
             if row.get("build_number"):
@@ -244,8 +312,15 @@ def read_csv(text: str, *, source: str = "csv") -> Catalogue:
             continue
         # The first row of a model carries its dates; later rows of the same model add builds.
         if key not in seen_models:
-            seen_models.add(key)
+            seen_models[key] = model
             catalogue.models.append(model)
+        else:
+            # A model's later rows may name more aliases; its dates come from its first row.
+            first = seen_models[key]
+            first.aliases += [name for name in model.aliases if name not in first.aliases]
+            first.manufacturer_aliases += [
+                name for name in model.manufacturer_aliases if name not in first.manufacturer_aliases
+            ]
         if build:
             catalogue.builds.append(build)
     return catalogue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from common.text import fold_key
@@ -31,25 +33,101 @@ class Manufacturer(models.Model):
         return self.name
 
 
+class ManufacturerAlias(models.Model):
+    """Another spelling of a manufacturer's name, as MDMs report it ("Zebra" for "Zebra Technologies")."""
+
+    manufacturer = models.ForeignKey(
+        Manufacturer, on_delete=models.CASCADE, related_name="aliases", verbose_name=_("manufacturer")
+    )
+    name = models.CharField(_("alias"), max_length=100)
+    # The name folded (common.text.fold_key): what the resolver compares, unique across manufacturers.
+    key = models.CharField(_("folded alias"), max_length=100, unique=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("manufacturer alias")
+        verbose_name_plural = _("manufacturer aliases")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.key = fold_key(self.name)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self.key = fold_key(self.name)
+        if not self.key:
+            raise ValidationError({"name": _("An alias needs at least one letter or digit.")})
+        others = Manufacturer.objects.exclude(pk=self.manufacturer_id).values_list("name", "slug")
+        if any(self.key in (fold_key(name), fold_key(slug)) for name, slug in others):
+            raise ValidationError({"name": _("This is the name of another manufacturer.")})
+        if ManufacturerAlias.objects.exclude(pk=self.pk).filter(key=self.key).exists():
+            raise ValidationError({"name": _("This alias already names a manufacturer.")})
+
+
 class ModelNames:
     """Which model a name means, under the one rule every path uses (check-ins, enrolment, the API's
-    ``model`` fields, imports), for many names at once: the catalogue's names are read once.
+    ``model`` fields, imports, the linking of devices that reported an unknown model), for many names at
+    once: the catalogue's names, its aliases included, are read in one SELECT.
 
-    A name is a model's "Manufacturer Model" name, its name alone, or its slug, compared with case,
-    accents, spaces and dashes ignored ("COREZ5" = "Core-Z5" = "crosscall core z5", see
-    :func:`common.text.fold_key`). A manufacturer, when given, narrows the candidates to its models (by
-    its name or slug, folded likewise) if it names any of them. A name that several models share is
-    ambiguous: :meth:`resolve` gives None, :meth:`candidates` shows them.
+    A model's names are its name, its slug and its aliases (model codes such as "SM-G556B", codenames,
+    marketing names), each alone or after one of its manufacturer's names (its name, slug or aliases:
+    "Zebra TC21" = "Zebra Technologies TC21"). Names are compared with case, accents, spaces and
+    punctuation ignored ("COREZ5" = "Core-Z5" = "crosscall core z5" = "core.z5", see
+    :func:`common.text.fold_key`). A manufacturer, when given, narrows the candidates to its models if it
+    names any of them. A name that several models share is ambiguous: :meth:`resolve` gives None,
+    :meth:`candidates` shows them, and :meth:`suggest` offers the nearest names for an unknown one.
     """
 
     def __init__(self, queryset: models.QuerySet[DeviceModel]) -> None:
         self._folded: dict[str, set[int]] = defaultdict(set)
         self._maker_of: dict[int, set[str]] = {}
-        rows = queryset.values_list("pk", "name", "slug", "manufacturer__name", "manufacturer__slug")
-        for pk, name, slug, maker, maker_slug in rows:
-            for text in (f"{maker} {name}", name, slug):
-                self._folded[fold_key(text)].add(pk)
-            self._maker_of[pk] = {fold_key(maker), fold_key(maker_slug)}
+        self._label: dict[int, str] = {}
+        self._suggestions: dict[str, list[str]] = {}
+        # One SELECT: the models, then every model alias and every manufacturer alias, as rows of one shape
+        # (kind, owner, name or key, slug, manufacturer, its name, its slug).
+        text, number = models.CharField(), models.IntegerField()
+
+        def blank(value: object = "") -> models.Value:
+            return models.Value(value, output_field=number if isinstance(value, int) else text)
+
+        combined = (
+            queryset.order_by()
+            .values_list(
+                blank("model"), "pk", "name", "slug", "manufacturer_id", "manufacturer__name", "manufacturer__slug"
+            )
+            .union(
+                ModelAlias.objects.order_by().values_list(
+                    blank("alias"), "model_id", "key", blank(), blank(0), blank(), blank()
+                ),
+                ManufacturerAlias.objects.order_by().values_list(
+                    blank("maker"), "manufacturer_id", "key", blank(), blank(0), blank(), blank()
+                ),
+                all=True,
+            )
+        )
+        rows, aliases = [], []
+        for row in combined:
+            (rows if row[0] == "model" else aliases).append(row)
+        model_keys: dict[int, set[str]] = {}
+        maker_keys: dict[int, set[str]] = defaultdict(set)
+        for _kind, pk, name, slug, maker_id, maker, maker_slug in rows:
+            model_keys[pk] = {fold_key(name), fold_key(slug)}
+            maker_keys[maker_id] |= {fold_key(maker), fold_key(maker_slug)}
+            self._label[pk] = f"{maker} {name}"
+        for kind, owner, key, *_rest in aliases:
+            if kind == "alias" and owner in model_keys:
+                model_keys[owner].add(key)
+            elif kind == "maker" and owner in maker_keys:
+                maker_keys[owner].add(key)
+        for _kind, pk, _name, _slug, maker_id, _maker, _maker_slug in rows:
+            makers = maker_keys[maker_id] - {""}
+            self._maker_of[pk] = makers
+            for key in model_keys[pk] - {""}:
+                self._folded[key].add(pk)
+                for maker in makers:
+                    self._folded[maker + key].add(pk)
 
     def candidates(self, text: str, manufacturer: str = "") -> set[int]:
         """Ids of every model ``text`` may mean (empty: none; more than one: ambiguous)."""
@@ -60,7 +138,7 @@ class ModelNames:
         maker = fold_key(manufacturer) if manufacturer else ""
         if maker:
             narrowed = {pk for pk in found if maker in self._maker_of[pk]}
-            return narrowed or found
+            return narrowed or set(found)
         return set(found)
 
     def resolve(self, text: str, manufacturer: str = "") -> int | None:
@@ -68,8 +146,36 @@ class ModelNames:
         found = self.candidates(text, manufacturer)
         return next(iter(found)) if len(found) == 1 else None
 
+    def resolve_first(self, texts: Iterable[str]) -> int | None:
+        """The model the first of ``texts`` (best first: "Zebra TC21", "TC21") that names one means."""
+        return next((pk for text in texts if (pk := self.resolve(text)) is not None), None)
+
     def resolve_many(self, texts: Iterable[str]) -> dict[str, int | None]:
         return {text: self.resolve(text) for text in texts}
+
+    def label(self, pk: int) -> str:
+        """A model's full name ("Zebra Technologies TC21")."""
+        return self._label[pk]
+
+    def did_you_mean(self, *texts: str) -> str:
+        """ "Did you mean Zebra Technologies TC21?" for unknown names, or "" when nothing is near."""
+        found = list(dict.fromkeys(label for text in texts for label in self.suggest(text)))[:3]
+        if not found:
+            return ""
+        return gettext("Did you mean %(names)s?") % {"names": gettext(" or ").join(found)}
+
+    def suggest(self, text: str, limit: int = 3) -> list[str]:
+        """The full names of the models nearest to an unknown name, nearest first (difflib over the folded
+        names, remembered per name: a batch of a thousand reports of one unknown model computes it once)."""
+        key = fold_key(str(text or ""))
+        if key not in self._suggestions:
+            found: list[str] = []
+            for near in difflib.get_close_matches(key, self._folded, n=limit * 3, cutoff=0.6) if key else []:
+                for pk in sorted(self._folded[near]):
+                    if self._label[pk] not in found:
+                        found.append(self._label[pk])
+            self._suggestions[key] = found[:limit]
+        return self._suggestions[key]
 
 
 class DeviceModelQuerySet(models.QuerySet):
@@ -137,6 +243,53 @@ class DeviceModel(models.Model):
 
     def is_supported_on(self, day: dt.date) -> bool:
         return self.security_support_until is None or day <= self.security_support_until
+
+
+class ModelAlias(models.Model):
+    """Another name of a device model: a model code ("SM-G556B", "TC21"), a codename ("bullhead"), a
+    marketing name. Unique per model; a name two manufacturers' models share is ambiguous without the
+    manufacturer, and refused between two models of one manufacturer."""
+
+    model = models.ForeignKey(DeviceModel, on_delete=models.CASCADE, related_name="aliases", verbose_name=_("model"))
+    name = models.CharField(_("alias"), max_length=150)
+    # The name folded (common.text.fold_key): what the resolver compares.
+    key = models.CharField(_("folded alias"), max_length=150, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("model alias")
+        verbose_name_plural = _("model aliases")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "key"],
+                name="modelalias_unique_key",
+                violation_error_message=_("This model already has this alias."),
+            )
+        ]
+        indexes = [models.Index(fields=["key"], name="modelalias_key_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.key = fold_key(self.name)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self.key = fold_key(self.name)
+        if not self.key:
+            raise ValidationError({"name": _("An alias needs at least one letter or digit.")})
+        if self.model_id is None:
+            return
+        siblings = DeviceModel.objects.filter(manufacturer_id=self.model.manufacturer_id).exclude(pk=self.model_id)
+        names = siblings.names()
+        if names.candidates(self.name):
+            raise ValidationError(
+                {
+                    "name": _("This already names another model of this manufacturer: %(models)s.")
+                    % {"models": ", ".join(sorted(names.label(pk) for pk in names.candidates(self.name)))}
+                }
+            )
 
 
 class OSBuildQuerySet(models.QuerySet):

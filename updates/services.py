@@ -12,12 +12,14 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext
 
 from common.tasks import enqueue_on_commit
+from common.text import fold_key
 from fleet.models import Organisation
 from updates import catalogue
 from updates.choices import Channel
-from updates.models import BuildPin, DeviceModel, Manufacturer, OSBuild
+from updates.models import BuildPin, DeviceModel, Manufacturer, ManufacturerAlias, ModelAlias, OSBuild
 
 # The devices' recompute lives above the catalogue (devices.compliance.tasks): named, never imported.
 RECOMPUTE_MODEL_TASK = "updates.recompute_model"
@@ -127,23 +129,87 @@ def build_unpin(*, organisation: Organisation, model: DeviceModel) -> None:
         enqueue_model_recompute(model_id=model.pk, reason="pin removed")
 
 
+def _recompute_models_of(manufacturer: Manufacturer, *, reason: str) -> None:
+    for model_id in manufacturer.models.order_by("pk").values_list("pk", flat=True):
+        enqueue_model_recompute(model_id=model_id, reason=reason)
+
+
 @transaction.atomic
-def manufacturer_save(*, manufacturer: Manufacturer) -> Manufacturer:
-    """Adds a manufacturer to the catalogue, or renames one (the operators' job)."""
+def manufacturer_save(*, manufacturer: Manufacturer, changed: Iterable[str] = ()) -> Manufacturer:
+    """Adds a manufacturer to the catalogue, or renames one (the operators' job). A new name may be the one
+    devices reported: its models then link them (after commit)."""
     manufacturer.full_clean()
     manufacturer.save()
+    if {"name", "slug"} & set(changed):
+        _recompute_models_of(manufacturer, reason="manufacturer renamed")
     return manufacturer
+
+
+@transaction.atomic
+def manufacturer_alias_add(*, manufacturer: Manufacturer, name: str) -> ManufacturerAlias:
+    """Another spelling of a manufacturer ("Zebra" for "Zebra Technologies"); the devices that reported a
+    model under it get their model after commit."""
+    alias = ManufacturerAlias(manufacturer=manufacturer, name=name.strip())
+    alias.full_clean()
+    alias.save()
+    _recompute_models_of(manufacturer, reason=f"manufacturer alias {alias.name} added")
+    return alias
+
+
+@transaction.atomic
+def manufacturer_alias_update(*, alias: ManufacturerAlias, name: str) -> ManufacturerAlias:
+    """Corrects a spelling (the admin's inline edits it in place)."""
+    alias.name = name.strip()
+    alias.full_clean()
+    alias.save()
+    _recompute_models_of(alias.manufacturer, reason=f"manufacturer alias {alias.name} changed")
+    return alias
+
+
+@transaction.atomic
+def manufacturer_alias_remove(*, alias: ManufacturerAlias) -> None:
+    """Removes a spelling; devices already linked through it keep their model."""
+    alias.delete()
+
+
+@transaction.atomic
+def model_alias_add(*, model: DeviceModel, name: str) -> ModelAlias:
+    """Another name of a model (a model code, a codename, a marketing name); the devices that reported it
+    get the model after commit, and are re-evaluated."""
+    alias = ModelAlias(model=model, name=name.strip())
+    alias.full_clean()
+    alias.save()
+    enqueue_model_recompute(model_id=model.pk, reason=f"alias {alias.name} added")
+    return alias
+
+
+@transaction.atomic
+def model_alias_update(*, alias: ModelAlias, name: str) -> ModelAlias:
+    """Corrects an alias's spelling (the admin's inline edits it in place)."""
+    alias.name = name.strip()
+    alias.full_clean()
+    alias.save()
+    enqueue_model_recompute(model_id=alias.model_id, reason=f"alias {alias.name} changed")
+    return alias
+
+
+@transaction.atomic
+def model_alias_remove(*, alias: ModelAlias) -> None:
+    """Removes a name; devices already linked through it keep their model."""
+    alias.delete()
 
 
 @transaction.atomic
 def model_save(*, model: DeviceModel, changed: Iterable[str] = ()) -> DeviceModel:
     """Adds a model to the catalogue, or changes one (``changed``: the fields edited, as the admin's form
-    reports them). A support date that moved re-evaluates the model's devices after commit: its end of
-    security support makes them "unsupported" (or no longer)."""
+    reports them). After commit, the model's devices are re-evaluated when a support date moved (its end of
+    security support makes them "unsupported", or no longer), and a new model or a new name links the
+    devices that reported it."""
+    created = model.pk is None
     model.full_clean()
     model.save()
-    if {"security_support_until", "os_support_until"} & set(changed):
-        enqueue_model_recompute(model_id=model.pk, reason="support dates changed")
+    if created or {"security_support_until", "os_support_until", "name", "slug"} & set(changed):
+        enqueue_model_recompute(model_id=model.pk, reason="model added" if created else "model changed")
     return model
 
 
@@ -157,6 +223,7 @@ class ImportResult:
     builds_created: int = 0
     builds_updated: int = 0
     builds_unchanged: int = 0
+    aliases_created: int = 0
     errors: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
 
@@ -192,10 +259,14 @@ def catalogue_import(
     manufacturers: dict[str, Manufacturer] = {}
     models: dict[tuple[str, str], DeviceModel] = {}
 
+    aliases = _CatalogueNames()
+
     def manufacturer_for(name: str) -> Manufacturer:
+        # A manufacturer's alias is the manufacturer: "Zebra" rows go to "Zebra Technologies".
         if name not in manufacturers:
-            manufacturers[name], _ = Manufacturer.objects.get_or_create(
-                slug=slugify(name)[:100], defaults={"name": name}
+            known = aliases.manufacturer(name)
+            manufacturers[name] = (
+                known or Manufacturer.objects.get_or_create(slug=slugify(name)[:100], defaults={"name": name})[0]
             )
         return manufacturers[name]
 
@@ -233,11 +304,31 @@ def catalogue_import(
             result.errors.append(f"{entry.manufacturer} {entry.name}: {_messages(error)}")
             models.pop((entry.manufacturer, entry.slug))
             continue
-        if created:
-            result.models_created += 1
-        else:
-            result.models_updated += 1
-            touched.add(model.pk)
+        result.models_created += created
+        result.models_updated += not created
+        # A new model links the devices that reported its name before the catalogue knew it.
+        touched.add(model.pk)
+
+    for model in models.values():
+        aliases.own(model)  # every model's own names first: an alias may not take another model's name
+    for entry in entries.models:
+        model = models.get((entry.manufacturer, entry.slug))
+        if model is None:
+            continue
+        for name in entry.manufacturer_aliases:
+            added, message = aliases.add_manufacturer_alias(model.manufacturer, name)
+            if added:
+                result.aliases_created += 1
+                touched.update(model.manufacturer.models.values_list("pk", flat=True))
+            elif message:
+                result.skipped.append(message)
+        for name in entry.aliases:
+            added, message = aliases.add_model_alias(model, name)
+            if added:
+                result.aliases_created += 1
+                touched.add(model.pk)
+            elif message:
+                result.skipped.append(message)
 
     for entry in entries.builds:
         model = models.get((entry.manufacturer, entry.model_slug))
@@ -276,6 +367,64 @@ def catalogue_import(
     for model_id in sorted(touched):
         enqueue_model_recompute(model_id=model_id, reason="catalogue import")
     return result
+
+
+class _CatalogueNames:
+    """The names an import checks its aliases against, read once (the catalogue holds thousands of names,
+    not millions): which manufacturer each spelling is, and which model each folded name is, per
+    manufacturer. An alias that would name two models of one manufacturer is left out, and said so."""
+
+    def __init__(self) -> None:
+        self.makers: dict[str, int] = {}
+        for pk, name, slug in Manufacturer.objects.values_list("pk", "name", "slug"):
+            self.makers.setdefault(fold_key(name), pk)
+            self.makers.setdefault(fold_key(slug), pk)
+        for pk, key in ManufacturerAlias.objects.values_list("manufacturer_id", "key"):
+            self.makers[key] = pk
+        self.models: dict[tuple[int, str], set[int]] = {}
+        for pk, maker_id, name, slug in DeviceModel.objects.values_list("pk", "manufacturer_id", "name", "slug"):
+            for key in {fold_key(name), fold_key(slug)}:
+                self.models.setdefault((maker_id, key), set()).add(pk)
+        for pk, maker_id, key in ModelAlias.objects.values_list("model_id", "model__manufacturer_id", "key"):
+            self.models.setdefault((maker_id, key), set()).add(pk)
+
+    def manufacturer(self, name: str) -> Manufacturer | None:
+        pk = self.makers.get(fold_key(name))
+        return None if pk is None else Manufacturer.objects.get(pk=pk)
+
+    def own(self, model: DeviceModel) -> None:
+        for key in {fold_key(model.name), fold_key(model.slug)}:
+            self.models.setdefault((model.manufacturer_id, key), set()).add(model.pk)
+
+    def add_model_alias(self, model: DeviceModel, name: str) -> tuple[bool, str]:
+        name = name.strip()[:150]
+        key = fold_key(name)
+        owners = self.models.get((model.manufacturer_id, key), set())
+        if not key or owners == {model.pk}:
+            return False, ""  # the model's own name, or an alias it has
+        if owners:
+            return False, gettext("%(model)s: alias %(alias)r left out, it already names another model.") % {
+                "model": model,
+                "alias": name,
+            }
+        ModelAlias.objects.create(model=model, name=name)
+        self.models[(model.manufacturer_id, key)] = {model.pk}
+        return True, ""
+
+    def add_manufacturer_alias(self, manufacturer: Manufacturer, name: str) -> tuple[bool, str]:
+        name = name.strip()[:100]
+        key = fold_key(name)
+        owner = self.makers.get(key)
+        if not key or owner == manufacturer.pk:
+            return False, ""
+        if owner is not None:
+            return False, gettext("%(manufacturer)s: alias %(alias)r left out, it names another manufacturer.") % {
+                "manufacturer": manufacturer,
+                "alias": name,
+            }
+        ManufacturerAlias.objects.create(manufacturer=manufacturer, name=name)
+        self.makers[key] = manufacturer.pk
+        return True, ""
 
 
 def _messages(error: Exception) -> str:

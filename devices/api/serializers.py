@@ -41,6 +41,7 @@ class DeviceSerializer(serializers.ModelSerializer):
             "assignee",
             "channel",
             "model",
+            "reported_model",
             "fleet",
             "enrolled_at",
             "retired_at",
@@ -144,6 +145,16 @@ class DeviceModelField(FlexibleRelatedField):
         # The catalogue's one rule for names; a name two makers share is ambiguous (None): give the id.
         return DeviceModel.objects.resolve(value)
 
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            if not isinstance(data, str):
+                raise
+            # An unknown name: the nearest ones the catalogue knows ("did you mean ...?").
+            hint = DeviceModel.objects.names().did_you_mean(data)
+            raise serializers.ValidationError([" ".join(filter(None, [*map(str, error.detail), hint]))]) from None
+
 
 class DeviceEnrolSerializer(serializers.Serializer):
     serial = serializers.CharField(max_length=64)
@@ -177,6 +188,12 @@ class DeviceUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     asset_tag = serializers.CharField(max_length=64, required=False, allow_blank=True)
     assignee = serializers.CharField(max_length=200, required=False, allow_blank=True)
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    model = DeviceModelField(
+        required=False,
+        help_text=_(
+            'Device model: id, or any name the catalogue knows it by ("Manufacturer Model", name, slug, alias).'
+        ),
+    )
 
 
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})

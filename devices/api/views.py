@@ -76,7 +76,7 @@ class DeviceViewSet(
 
     @extend_schema(request=DeviceUpdateSerializer, responses={200: DeviceSerializer})
     def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
-        """Changes assignment fields only (scope `enrol`): fleet, asset_tag, assignee, channel."""
+        """Changes assignment fields only (scope `enrol`): fleet, asset_tag, assignee, channel, model."""
         device = self.get_object()
         serializer = DeviceUpdateSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)

@@ -25,7 +25,7 @@ from devices.choices import ComplianceStatus, ManagementState
 from devices.compliance import engine as compliance
 from devices.compliance import observed
 from devices.models import CheckIn, Device
-from updates.models import DeviceModel, OSBuild
+from updates.models import DeviceModel, ModelNames, OSBuild
 
 MAX_BATCH = 1000
 
@@ -127,8 +127,9 @@ def checkins_ingest(
     # 2. Enrolment of the devices nobody knows.
     missing = [i for i, s in enumerate(submissions) if results[i] is None and device_of[i] is None]
     enrolled_ids: set[int] = set()
+    names = _model_names(submissions, device_of, enrolling=bool(missing and can_enrol))
     if missing and can_enrol:
-        enrolled = _enrol(organisation_id, [submissions[i].identity for i in missing], devices, now=now)
+        enrolled = _enrol(organisation_id, [submissions[i].identity for i in missing], devices, names, now=now)
         for i in missing:
             identity = submissions[i].identity
             device = enrolled.get(identity.serial) if identity.serial else None
@@ -154,8 +155,9 @@ def checkins_ingest(
                 },
             )
 
-    # 3. Builds.
+    # 3. Builds (of the model a device without one now reports, if the catalogue knows it).
     valid = [i for i in range(len(submissions)) if results[i] is None]
+    warnings = _resolve_models(names, [(i, submissions[i].identity, device_of[i]) for i in valid])
     builds = _resolve_builds(
         organisation_id,
         {(device_of[i]["model_id"], submissions[i].report.build_number) for i in valid},
@@ -193,10 +195,11 @@ def checkins_ingest(
             continue
         applied_items.add(i)
         _, state = newest.get(device["id"], (None, {}))
-        newest[device["id"]] = (
-            report.reported_at,
-            _with_management_state(_fold(state, report, builds.get((device["model_id"], report.build_number))), report),
-        )
+        state = _fold(state, report, builds.get((device["model_id"], report.build_number)))
+        if submissions[i].identity.model_names:
+            state["model_id"] = device["model_id"]
+            state["reported_model"] = _reported_model(submissions[i].identity)
+        newest[device["id"]] = (report.reported_at, _with_management_state(state, report))
     applied_devices = _update_devices(newest)
     applied_items = {i for i in applied_items if device_of[i]["id"] in applied_devices}
     _update_management_states({device_of[i]["id"]: device_of[i] for i in valid}, newest, applied_devices, deleted)
@@ -223,6 +226,7 @@ def checkins_ingest(
             compliance_status=statuses.get(device_id, ComplianceStatus.UNKNOWN),
             enrolled=device_id in enrolled_ids,
             applied=i in applied_items,
+            warnings=warnings.get(i),
         )
     return results  # type: ignore[return-value]
 
@@ -273,7 +277,12 @@ def _match(devices: dict[str, dict[str, dict]], identity: DeviceIdentity) -> tup
 
 # --- 2. Enrolment ----------------------------------------------------------------------------------
 def _enrol(
-    organisation_id: int, identities: Sequence[DeviceIdentity], devices: dict[str, dict[str, dict]], *, now: dt.datetime
+    organisation_id: int,
+    identities: Sequence[DeviceIdentity],
+    devices: dict[str, dict[str, dict]],
+    names: ModelNames | None,
+    *,
+    now: dt.datetime,
 ) -> dict[str, dict]:
     """Inserts one device per new serial; returns them by serial."""
     wanted: dict[str, DeviceIdentity] = {}
@@ -286,11 +295,9 @@ def _enrol(
             wanted[identity.serial] = dataclasses.replace(identity, imei=imei)
     if not wanted:
         return {}
-    # The catalogue's one rule for model names (one SELECT); a name several models share is skipped.
-    names = DeviceModel.objects.names()
 
     def model_of(identity: DeviceIdentity) -> int | None:
-        return next((pk for name in identity.model_names if (pk := names.resolve(name)) is not None), None)
+        return names.resolve_first(identity.model_names) if names is not None else None
 
     # Built as model instances so every column gets the model's default, new columns included.
     fields = [f for f in Device._meta.concrete_fields if not f.primary_key]
@@ -301,6 +308,7 @@ def _enrol(
             serial=serial,
             imei=identity.imei,
             model_id=model_of(identity),
+            reported_model=_reported_model(identity),
             enrolled_at=now,
             status_since=now,
         )
@@ -313,6 +321,53 @@ def _enrol(
         returning=_DEVICE_VALUES,
     )
     return {row["serial"]: row for row in returned}
+
+
+# --- 2b. Models ------------------------------------------------------------------------------------
+def _model_names(
+    submissions: Sequence[Submission], device_of: Sequence[dict | None], *, enrolling: bool
+) -> ModelNames | None:
+    """The catalogue's one rule for model names (one SELECT per batch), read only when a device is enrolled
+    or a device without a model names one: a batch of known devices costs no statement more."""
+    wanted = enrolling or any(
+        device is not None and device["model_id"] is None and submission.identity.model_names
+        for submission, device in zip(submissions, device_of, strict=True)
+    )
+    return DeviceModel.objects.names() if wanted else None
+
+
+def _reported_model(identity: DeviceIdentity) -> str:
+    """The name kept for a device's model: the report's most specific one ("samsung SM-G556B")."""
+    return (
+        identity.model_names[0][: Device._meta.get_field("reported_model").max_length] if identity.model_names else ""
+    )
+
+
+def _resolve_models(
+    names: ModelNames | None, items: Sequence[tuple[int, DeviceIdentity, dict]]
+) -> dict[int, dict[str, list[str]]]:
+    """Gives a device without a model the one its report names, if the catalogue knows it (in place: the
+    build is then looked up for it, and the state update stores it); returns, per item, a warning for a
+    model the catalogue does not know, with the nearest known names (computed once per distinct name)."""
+    warnings: dict[int, dict[str, list[str]]] = {}
+    if names is None:
+        return warnings
+    for i, identity, device in items:
+        if device["model_id"] is not None or not identity.model_names:
+            continue
+        device["model_id"] = names.resolve_first(identity.model_names)
+        if device["model_id"] is None:
+            warnings[i] = {"model": [unknown_model_message(names, identity.model_names)]}
+    return warnings
+
+
+def unknown_model_message(names: ModelNames, reported: Sequence[str]) -> str:
+    """What a report naming a model the catalogue does not know is told, with the nearest known names."""
+    message = gettext(
+        'The catalogue has no model "%(name)s": the device keeps this name and gets its model as soon as '
+        "the catalogue knows it."
+    ) % {"name": reported[0]}
+    return " ".join(filter(None, [message, names.did_you_mean(*reported)]))
 
 
 # --- 3. Builds -------------------------------------------------------------------------------------
@@ -426,6 +481,8 @@ _UPDATE_COLUMNS = (
     ("has_build", "boolean"),
     ("current_build_id", "bigint"),
     ("reported_build_number", "varchar"),
+    ("model_id", "bigint"),
+    ("reported_model", "varchar"),
     ("android_version", "varchar"),
     ("security_patch_level", "date"),
     ("battery_level_pct", "integer"),
@@ -496,6 +553,8 @@ def _update_devices(states: dict[int, tuple[dt.datetime, dict]]) -> set[int]:
                current_build_id = CASE WHEN v.has_build THEN v.current_build_id ELSE {table}.current_build_id END,
                reported_build_number = CASE WHEN v.has_build THEN v.reported_build_number
                                             ELSE {table}.reported_build_number END,
+               model_id = COALESCE({table}.model_id, v.model_id),
+               reported_model = COALESCE(v.reported_model, {table}.reported_model),
                {keep}
           FROM v
          WHERE {table}.id = v.id

@@ -11,11 +11,12 @@ import logging
 from celery import Task, group, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from common.tasks import DATABASE_ERRORS, DATABASE_RETRY
 from devices.compliance import engine as compliance
 from devices.compliance import sweeps
+from devices.compliance.linking import link_reported_models
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +81,14 @@ def _record_range_failure(*, run_id: int, lo: int, hi: int, error: BaseException
 
 @shared_task(name="updates.recompute_model", **DATABASE_RETRY)
 def recompute_model(model_id: int, reason: str = "catalogue") -> dict:
-    """After a catalogue change of one model: link the devices that reported a build it now has, and
-    re-evaluate the devices of that model only (enqueued by name from ``updates.services``)."""
-    result = compliance.model_recompute(model_id=model_id, reason=reason)
-    logger.info("model %s recomputed: %d devices updated", model_id, result.updated)
-    return {"updated": result.updated, "transitions": dict(result.transitions)}
+    """After a catalogue change of one model: link the devices that reported its name (or an alias) without
+    a known model and those that reported a build it now has, and re-evaluate the devices of that model
+    only (enqueued by name from ``updates.services``), in one transaction."""
+    with transaction.atomic():
+        linked = link_reported_models(model_id=model_id)
+        result = compliance.model_recompute(model_id=model_id, reason=reason)
+    logger.info("model %s recomputed: %d devices linked, %d updated", model_id, linked, result.updated)
+    return {"linked": linked, "updated": result.updated, "transitions": dict(result.transitions)}
 
 
 @shared_task(name="updates.recompute_organisation", **DATABASE_RETRY)

@@ -92,12 +92,10 @@ class ModelCatalogue:
                 gettext("model: %(name)r is the name of several manufacturers' models; add a manufacturer column.")
                 % {"name": name}
             )
-        raise c.CellError(
-            gettext(
-                "model: %(name)r is not in the catalogue (add it there first; models are never created by an import)."
-            )
-            % {"name": name}
-        )
+        message = gettext(
+            "model: %(name)r is not in the catalogue (add it there first; models are never created by an import)."
+        ) % {"name": name}
+        raise c.CellError(" ".join(filter(None, [message, self.names.did_you_mean(name)])))
 
 
 @dataclasses.dataclass

@@ -51,6 +51,15 @@ class Device(models.Model):
         verbose_name=_("model"),
         db_index=False,  # (model, current_build) leads with it
     )
+    reported_model = models.CharField(
+        _("reported model"),
+        max_length=150,
+        blank=True,
+        help_text=_(
+            "The model name its last report gave, as given; a device whose model the catalogue did not know "
+            "gets it as soon as the catalogue learns this name."
+        ),
+    )
     channel = models.CharField(_("update channel"), max_length=10, choices=Channel.choices, default=Channel.STABLE)
     enrolled_at = models.DateTimeField(_("enrolled at"), default=timezone.now)
     retired_at = models.DateTimeField(_("retired at"), null=True, blank=True)
@@ -164,6 +173,8 @@ class Device(models.Model):
             models.Index(fields=["asset_tag"], name="device_asset_tag_idx"),
             # Exact serial search across organisations (superusers); members use (organisation, serial).
             models.Index(fields=["serial"], name="device_serial_idx"),
+            # Linking: the names that devices without a model reported (a small part of the fleet).
+            models.Index(fields=["reported_model"], condition=Q(model__isnull=True), name="device_unlinked_model_idx"),
         ]
 
     def __str__(self) -> str:

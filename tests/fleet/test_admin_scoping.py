@@ -29,7 +29,9 @@ from tests.factories import (
     DeviceFactory,
     DeviceModelFactory,
     FleetFactory,
+    ManufacturerAliasFactory,
     MembershipFactory,
+    ModelAliasFactory,
     ObservedBuildFactory,
     OrganisationFactory,
     OSBuildFactory,
@@ -98,6 +100,8 @@ def one_of_everything(world, manager_a):
     ApiClientFactory(organisation=world["a"]["org"])
     ObservedBuildFactory(organisation=world["a"]["org"], model=world["a"]["device"].model)
     public_build = OSBuildFactory(model=world["a"]["device"].model, build_number="PUBLIC.1")
+    ModelAliasFactory(model=world["a"]["device"].model)
+    ManufacturerAliasFactory(manufacturer=world["a"]["device"].model.manufacturer)
     # Models without a factory yet: built here with what they require.
     BuildPin.objects.create(
         organisation=world["a"]["org"], model=public_build.model, build=public_build, pinned_at=timezone.now()

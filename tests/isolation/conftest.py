@@ -48,7 +48,7 @@ from tests.factories import (
     UserFactory,
     imei_with_check_digit,
 )
-from updates.models import BuildPin
+from updates.models import BuildPin, ManufacturerAlias, ModelAlias
 
 MARKERS = {"a": "ALPHA", "b": "BRAVO"}
 SINGLE_SCOPES = [Scope.READ, Scope.REPORT, Scope.ENROL, Scope.CATALOGUE]
@@ -221,6 +221,9 @@ def build_world() -> World:
     public_build = OSBuildFactory(
         model=phone_model, build_number="UQ1A.PUBLIC.1", released_at=now - dt.timedelta(days=60)
     )
+    # The catalogue's other names (shared, like the models).
+    ModelAlias.objects.create(model=phone_model, name="CZ5")
+    ManufacturerAlias.objects.create(manufacturer=phone_model.manufacturer, name="Crosscall SAS")
     a = _build_organisation("a", phone_model, public_build, now)
     b = _build_organisation("b", phone_model, public_build, now)
     users = {"superuser": UserFactory(username="root", is_superuser=True, email="root@example.org")}

@@ -85,6 +85,8 @@ ADMIN = {
     "devices.observedbuild": tenant("observed_build", NOBODY, MANAGER, SUPERUSER),
     "updates.manufacturer": Expect(None, SUPERUSER, SUPERUSER, SUPERUSER, kind="catalogue"),
     "updates.devicemodel": Expect(None, SUPERUSER, SUPERUSER, SUPERUSER, kind="catalogue"),
+    "updates.modelalias": Expect(None, SUPERUSER, SUPERUSER, SUPERUSER, kind="catalogue"),
+    "updates.manufactureralias": Expect(None, SUPERUSER, SUPERUSER, SUPERUSER, kind="catalogue"),
     # Global rows: a sweep covers every organisation at once.
     "devices.sweeprun": OPERATOR,
     "devices.sweeprange": OPERATOR,
@@ -170,6 +172,8 @@ ACTIONS = {
     ("devices.observedbuild", "revoke_selected"): "change",
     ("updates.manufacturer", "delete_selected"): "delete",
     ("updates.devicemodel", "delete_selected"): "delete",
+    ("updates.modelalias", "delete_selected"): "delete",
+    ("updates.manufactureralias", "delete_selected"): "delete",
     ("devices.sweeprun", "delete_selected"): "delete",
     ("devices.sweeprange", "delete_selected"): "delete",
     ("devices.taskdelivery", "delete_selected"): "delete",

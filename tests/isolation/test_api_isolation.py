@@ -120,6 +120,23 @@ ENDPOINTS = [
     # --- The shared catalogue: models are the same for everyone ---
     Endpoint("devicemodel-list", "GET", Scope.READ, lambda w, k: f"{V1}/models/"),
     Endpoint("devicemodel-detail", "GET", Scope.READ, lambda w, k: f"{V1}/models/{w.phone_model.pk}/"),
+    # Aliases are the catalogue's too (shared): adding one needs `catalogue` and touches no organisation's rows.
+    Endpoint(
+        "devicemodel-aliases",
+        "POST",
+        Scope.CATALOGUE,
+        lambda w, k: f"{V1}/models/{w.phone_model.pk}/aliases/",
+        ok=201,
+        body=lambda w, k: {"name": f"CZ5-{k.upper()}"},
+    ),
+    Endpoint(
+        "devicemodel-manufacturer-aliases",
+        "POST",
+        Scope.CATALOGUE,
+        lambda w, k: f"{V1}/models/{w.phone_model.pk}/manufacturer-aliases/",
+        ok=201,
+        body=lambda w, k: {"name": f"Crosscall SAS {k.upper()}"},
+    ),
     # --- Builds: public ones and the organisation's private ones ---
     Endpoint(
         "osbuild-list",

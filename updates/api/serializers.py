@@ -13,9 +13,16 @@ from updates.validators import validate_patch_level_not_in_future
 
 
 class ManufacturerSerializer(serializers.ModelSerializer):
+    aliases = serializers.SlugRelatedField(
+        slug_field="name",
+        many=True,
+        read_only=True,
+        help_text=_('Other spellings of the manufacturer that reports are understood by ("Zebra").'),
+    )
+
     class Meta:
         model = Manufacturer
-        fields = ["id", "slug", "name"]
+        fields = ["id", "slug", "name", "aliases"]
 
 
 class DeviceModelSummarySerializer(serializers.ModelSerializer):
@@ -30,10 +37,31 @@ class DeviceModelSummarySerializer(serializers.ModelSerializer):
 
 class DeviceModelSerializer(serializers.ModelSerializer):
     manufacturer = ManufacturerSerializer(read_only=True)
+    aliases = serializers.SlugRelatedField(
+        slug_field="name",
+        many=True,
+        read_only=True,
+        help_text=_("Other names reports are understood by: model codes, codenames, marketing names."),
+    )
 
     class Meta:
         model = DeviceModel
-        fields = ["id", "slug", "name", "manufacturer", "launched_on", "security_support_until", "os_support_until"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "manufacturer",
+            "aliases",
+            "launched_on",
+            "security_support_until",
+            "os_support_until",
+        ]
+
+
+class AliasSerializer(serializers.Serializer):
+    """Input of ``POST /models/<id>/aliases/`` and ``/manufacturer-aliases/``: one more name."""
+
+    name = serializers.CharField(max_length=100, help_text=_('The name as MDMs report it ("SM-G556B", "Zebra").'))
 
 
 class BuildSummarySerializer(serializers.ModelSerializer):

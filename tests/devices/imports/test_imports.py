@@ -445,3 +445,24 @@ def test_a_chunk_the_database_refuses_is_written_row_by_row_so_only_the_conflict
     assert "conflicts with another device" in plan.results[1].message
     assert set(Device.objects.values_list("serial", flat=True)) == {"RACER", "GOOD"}
     assert Device.objects.get(serial="GOOD").status_changes.count() == 0
+
+
+def test_an_unknown_model_in_an_import_suggests_the_nearest_known_names(org_a, core_z5):
+    data = b"serial,manufacturer,model\nCZ5-9,Crosscall,Core-Z6\n"
+    result = devices_import(organisation=org_a, data=data)
+
+    (failure,) = result.failures
+    assert "'Core-Z6' is not in the catalogue" in failure.message
+    assert "Did you mean Crosscall Core-Z5?" in failure.message
+
+
+def test_a_model_code_alias_and_a_manufacturer_alias_name_the_model_in_an_import(org_a, core_z5):
+    from updates.services import manufacturer_alias_add, model_alias_add
+
+    model_alias_add(model=core_z5, name="CZ5-EU")
+    manufacturer_alias_add(manufacturer=core_z5.manufacturer, name="Crosscall SAS")
+    data = b"serial,manufacturer,model\nCZ5-10,Crosscall SAS,cz5 eu\nCZ5-11,,Crosscall SAS CZ5-EU\n"
+    result = devices_import(organisation=org_a, data=data)
+
+    assert result.counts()["created"] == 2, [row.message for row in result.failures]
+    assert set(Device.objects.filter(serial__in=["CZ5-10", "CZ5-11"]).values_list("model", flat=True)) == {core_z5.pk}

@@ -42,7 +42,13 @@ def test_fleet_filters(mdm_a, org_a, fleet_a, query, expected):
 def test_models_are_the_shared_catalogue(mdm_b, phone_model):
     body = results(mdm_b.get("/api/v1/models/"))
     assert [m["slug"] for m in body] == ["core-z5"]
-    assert body[0]["manufacturer"] == {"id": phone_model.manufacturer_id, "slug": "crosscall", "name": "Crosscall"}
+    assert body[0]["manufacturer"] == {
+        "id": phone_model.manufacturer_id,
+        "slug": "crosscall",
+        "name": "Crosscall",
+        "aliases": [],
+    }
+    assert body[0]["aliases"] == []
 
 
 def test_clients_cannot_add_models(mdm_a):

@@ -27,6 +27,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--manufacturer", help=_("Manufacturer name for endoflife.date files (default: first word of the title).")
         )
+        parser.add_argument(
+            "--ignore-unknown-columns",
+            action="store_true",
+            help=_("Import CSV files that have columns this command does not know, leaving those columns out."),
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         organisation = None
@@ -39,14 +44,19 @@ class Command(BaseCommand):
             if not path.is_file():
                 raise CommandError(_("%(path)s: no such file.") % {"path": path})
             try:
-                entries = catalogue.read_file(path, manufacturer=options["manufacturer"])
+                entries = catalogue.read_file(
+                    path,
+                    manufacturer=options["manufacturer"],
+                    ignore_unknown_columns=options["ignore_unknown_columns"],
+                )
             except (catalogue.CatalogueError, UnicodeDecodeError) as error:
                 raise CommandError(str(error)) from error
             result = catalogue_import(entries=entries, organisation=organisation)
             self.stdout.write(
                 _(
                     "%(path)s: models %(mc)d created, %(mu)d updated, %(mn)d unchanged; "
-                    "builds %(bc)d created, %(bu)d updated, %(bn)d unchanged; %(errors)d errors."
+                    "builds %(bc)d created, %(bu)d updated, %(bn)d unchanged; %(aliases)d aliases added; "
+                    "%(errors)d errors."
                 )
                 % {
                     "path": path.name,
@@ -56,6 +66,7 @@ class Command(BaseCommand):
                     "bc": result.builds_created,
                     "bu": result.builds_updated,
                     "bn": result.builds_unchanged,
+                    "aliases": result.aliases_created,
                     "errors": len(result.errors),
                 }
             )
