@@ -19,6 +19,15 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from common import bulk
+from devices.checkins.identity import (
+    DEVICE_VALUES,
+    Conflict,
+    enrolment_serial,
+    flag_conflicts,
+    match_device,
+    record_source_ids,
+    resolve_devices,
+)
 from devices.checkins.parsers import DeviceIdentity, Report
 from devices.choices import ComplianceStatus
 from devices.compliance import engine as compliance
@@ -95,10 +104,13 @@ def checkins_ingest(
 ) -> list[ItemResult]:
     """Records a batch of reports for one organisation; returns one result per submission, in order.
 
-    1. Resolve every device named in the batch by serial or IMEI (one SELECT, locking the rows in id
-       order so concurrent batches queue instead of deadlocking).
+    1. Resolve every device named in the batch by serial, IMEI or its MDM's id (one SELECT of the MDM ids
+       when the batch carries any, then one SELECT locking the devices in id order so concurrent batches
+       queue instead of deadlocking). A report whose IMEI contradicts the device it matched is stored on it
+       with a warning, and the device flagged (one UPDATE, only when there is a contradiction).
     2. Enrol the unknown ones when allowed (one INSERT, serials in order; a concurrent enrolment of the
-       same serial is absorbed by ON CONFLICT), the model resolved by name in one SELECT.
+       same serial is absorbed by ON CONFLICT), the model resolved by name in one SELECT; then record the
+       MDM ids the batch taught (one upsert, only when there are new ones).
     3. Resolve build numbers against the catalogue (one SELECT): the organisation's private build first.
     4. Collapse reports repeated inside the batch (same device and reported_at), then insert the
        check-ins with INSERT ... ON CONFLICT DO NOTHING RETURNING: what comes back is what is new.
@@ -113,13 +125,15 @@ def checkins_ingest(
     if len(submissions) > MAX_BATCH:
         raise ValueError(f"a batch holds at most {MAX_BATCH} reports")
 
-    devices = _resolve_devices(organisation_id, [s.identity for s in submissions])
+    devices = resolve_devices(organisation_id, [s.identity for s in submissions])
     device_of: list[dict | None] = []
+    conflicts: list[Conflict | None] = []
     for index, submission in enumerate(submissions):
-        device, error = _match(devices, submission.identity)
-        if error:
-            results[index] = ItemResult(status=ItemStatus.ERROR, errors=error)
-        device_of.append(device)
+        match = match_device(devices, submission.identity)
+        if match.error:
+            results[index] = ItemResult(status=ItemStatus.ERROR, errors=match.error)
+        device_of.append(match.device)
+        conflicts.append(match.conflict)
 
     # 2. Enrolment of the devices nobody knows.
     missing = [i for i, s in enumerate(submissions) if results[i] is None and device_of[i] is None]
@@ -127,12 +141,14 @@ def checkins_ingest(
     if missing and can_enrol:
         enrolled = _enrol(organisation_id, [submissions[i].identity for i in missing], devices, now=now)
         for i in missing:
-            identity = submissions[i].identity
-            device = enrolled.get(identity.serial) if identity.serial else None
+            key = enrolment_serial(submissions[i].identity)
+            device = enrolled.get(key) if key else None
             if device is None:
                 results[i] = ItemResult(
                     status=ItemStatus.ERROR,
-                    errors={"serial": [gettext("A serial number is needed to enrol a new device.")]},
+                    errors={
+                        "serial": [gettext("A serial number (or the MDM's id of the device) is needed to enrol it.")]
+                    },
                 )
             else:
                 device_of[i] = device
@@ -151,8 +167,11 @@ def checkins_ingest(
                 },
             )
 
-    # 3. Builds.
     valid = [i for i in range(len(submissions)) if results[i] is None]
+    record_source_ids(organisation_id, [(submissions[i].identity, device_of[i]) for i in valid], devices, now=now)
+    flag_conflicts({device_of[i]["id"]: conflicts[i] for i in valid if conflicts[i] is not None}, now=now)
+
+    # 3. Builds.
     builds = _resolve_builds(
         organisation_id,
         {(device_of[i]["model_id"], submissions[i].report.build_number) for i in valid},
@@ -211,67 +230,40 @@ def checkins_ingest(
             compliance_status=statuses.get(device_id, ComplianceStatus.UNKNOWN),
             enrolled=device_id in enrolled_ids,
             applied=i in applied_items,
+            warnings=_warnings(submissions[i].report.warnings, conflicts[i]),
         )
     return results  # type: ignore[return-value]
 
 
-# --- 1. Devices ------------------------------------------------------------------------------------
-_DEVICE_VALUES = ("id", "serial", "imei", "model_id", "last_check_in_at")
+def batch_warnings(results: Sequence[ItemResult]) -> list[tuple[int, dict[str, list[str]]]]:
+    """(position, warnings) of every item of a batch answered with warnings: what a record of the batch
+    (the rejected-messages record, a log) keeps of what was dropped or doubted, in one call."""
+    return [(index, result.warnings) for index, result in enumerate(results) if result.warnings]
 
 
-def _resolve_devices(organisation_id: int, identities: Sequence[DeviceIdentity]) -> dict[str, dict[str, dict]]:
-    serials = sorted({i.serial for i in identities if i.serial})
-    imeis = sorted({i.imei for i in identities if i.imei})
-    found: dict[str, dict[str, dict]] = {"serial": {}, "imei": {}}
-    if not serials and not imeis:
-        return found
-    clauses, params = [], []
-    for column, values in (("serial", serials), ("imei", imeis)):
-        if values:
-            sql, value_params = bulk.sql_in(column, values)
-            clauses.append(sql)
-            params.extend(value_params)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    rows = bulk.select_rows(
-        Device,
-        _DEVICE_VALUES,
-        f"organisation_id = %s AND ({' OR '.join(clauses)}) ORDER BY id{lock}",
-        [organisation_id, *params],
-    )
-    for row in rows:
-        found["serial"][row["serial"]] = row
-        if row["imei"]:
-            found["imei"][row["imei"]] = row
-    return found
+def _warnings(parsed: dict[str, list[str]] | None, conflict: Conflict | None) -> dict[str, list[str]] | None:
+    if conflict is None:
+        return parsed or None
+    warnings = {field: list(reasons) for field, reasons in (parsed or {}).items()}
+    warnings.setdefault(conflict.field, []).append(conflict.warning)
+    return warnings
 
 
-def _match(devices: dict[str, dict[str, dict]], identity: DeviceIdentity) -> tuple[dict | None, dict | None]:
-    by_serial = devices["serial"].get(identity.serial) if identity.serial else None
-    by_imei = devices["imei"].get(identity.imei) if identity.imei else None
-    if by_imei is not None and identity.serial and (by_serial is None or by_serial["id"] != by_imei["id"]):
-        # A phone's serial and IMEI do not change: two devices claimed by one report is a mistake upstream.
-        return None, {
-            "imei": [
-                gettext("This IMEI belongs to another device of this organisation (serial %(serial)s).")
-                % {"serial": by_imei["serial"]}
-            ]
-        }
-    return by_serial or by_imei, None
-
-
+# --- 1. Devices: devices/checkins/identity.py ------------------------------------------------------
 # --- 2. Enrolment ----------------------------------------------------------------------------------
 def _enrol(
-    organisation_id: int, identities: Sequence[DeviceIdentity], devices: dict[str, dict[str, dict]], *, now: dt.datetime
+    organisation_id: int, identities: Sequence[DeviceIdentity], devices: dict[str, dict], *, now: dt.datetime
 ) -> dict[str, dict]:
-    """Inserts one device per new serial; returns them by serial."""
+    """Inserts one device per new serial (its own, or one made from its MDM id); returns them by serial."""
     wanted: dict[str, DeviceIdentity] = {}
     claimed_imeis = set(devices["imei"])
     for identity in identities:
-        if identity.serial and identity.serial not in wanted:
+        serial = enrolment_serial(identity)
+        if serial and serial not in wanted:
             imei = identity.imei if identity.imei and identity.imei not in claimed_imeis else None
             if imei:
                 claimed_imeis.add(imei)
-            wanted[identity.serial] = dataclasses.replace(identity, imei=imei)
+            wanted[serial] = dataclasses.replace(identity, imei=imei)
     if not wanted:
         return {}
     # The catalogue's one rule for model names (one SELECT); a name several models share is skipped.
@@ -298,7 +290,7 @@ def _enrol(
         rows,
         # A no-op update rather than DO NOTHING: the row a concurrent batch enrolled first is returned too.
         conflict="(organisation_id, serial) DO UPDATE SET serial = EXCLUDED.serial",
-        returning=_DEVICE_VALUES,
+        returning=DEVICE_VALUES,
     )
     return {row["serial"]: row for row in returned}
 

@@ -5,6 +5,7 @@ which moved here from updates and keep their tables. One module per subject; eve
 from devices.models.checkins import CheckIn
 from devices.models.device import Device
 from devices.models.history import BatteryEvent, StatusChange, Waiver
+from devices.models.identity import DeviceSourceId
 from devices.models.jobs import ImportJob, SweepRange, SweepRun
 from devices.models.reporting import BuildRollout, ComplianceSnapshot, DeviceTally
 
@@ -14,6 +15,7 @@ __all__ = [
     "CheckIn",
     "ComplianceSnapshot",
     "Device",
+    "DeviceSourceId",
     "DeviceTally",
     "ImportJob",
     "StatusChange",

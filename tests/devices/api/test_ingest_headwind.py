@@ -72,10 +72,12 @@ def test_an_unknown_headwind_device_is_enrolled_by_an_mdm_with_enrol(mdm_a, org_
 def test_a_list_of_headwind_reports_answers_per_item(reporter_a, org_a, device_a):
     other = DeviceFactory(organisation=org_a)
 
-    response = reporter_a.post(URL, [info(device_a.serial), info(other.serial, batteryLevel=300)], format="json")
+    response = reporter_a.post(
+        URL, [info(device_a.serial), info(other.serial, timestamp="yesterday", deviceId="h0043")], format="json"
+    )
 
     assert [r["status"] for r in response.json()["results"]] == ["created", "error"]
-    assert list(response.json()["results"][1]["errors"]) == ["batteryLevel"]
+    assert list(response.json()["results"][1]["errors"]) == ["timestamp"]
 
 
 def test_a_headwind_report_needs_the_report_scope(reader_a, anonymous, device_a):

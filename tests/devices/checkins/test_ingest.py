@@ -176,15 +176,22 @@ def test_a_device_is_found_by_imei_alone(catalogue):
     assert result.device_id == device.pk
 
 
-def test_a_report_naming_two_devices_by_serial_and_imei_is_an_error(catalogue):
+def test_a_report_whose_imei_is_another_devices_is_stored_on_its_serials_device_and_flagged(catalogue):
     one = DeviceFactory(model=catalogue[0])
     other = DeviceFactory(model=catalogue[0], organisation=one.organisation)
+    own_imei = one.imei
 
     [result] = ingest(one.organisation, [(DeviceIdentity(serial=one.serial, imei=other.imei), report(T1))])
 
-    assert result.status == ItemStatus.ERROR
-    assert "imei" in result.errors
-    assert not CheckIn.objects.exists()
+    assert result.status == ItemStatus.CREATED
+    assert result.device_id == one.pk
+    assert other.serial in result.warnings["imei"][0]
+    one.refresh_from_db()
+    assert one.imei == own_imei  # not overwritten
+    assert one.battery_level_pct == 80  # the rest of the report is the device's
+    assert other.imei in one.identity_conflict and other.serial in one.identity_conflict
+    assert one.identity_conflict_at == NOW
+    assert not CheckIn.objects.filter(device=other).exists()
 
 
 def test_an_unknown_device_is_an_error_without_the_enrol_scope(catalogue):

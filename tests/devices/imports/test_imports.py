@@ -256,7 +256,8 @@ def test_a_large_file_is_written_in_a_number_of_queries_that_does_not_grow_with_
     org_a, core_z5, django_assert_max_num_queries
 ):
     lines = ["serial,model,asset tag"] + [f"S{i:05d},Core-Z5,T{i}" for i in range(600)]
-    with django_assert_max_num_queries(30):
+    # On SQLite the rows go in INSERTs of 999 parameters each: a few more when the device gains a column.
+    with django_assert_max_num_queries(32):
         result = devices_import(organisation=org_a, data="\n".join(lines).encode())
     assert result.counts()["created"] == 600
 
