@@ -108,6 +108,7 @@ ADMIN_FIELDS = (
     "enrolled_at",
     "retired_at",
     "battery_installed_on",
+    "identity_conflict",  # cleared by a manager once the contradiction is resolved
 )
 
 
@@ -177,11 +178,13 @@ def device_update(
         changes["organisation"] = device.organisation
     if "fleet" in changes:
         _check_fleet(changes["fleet"], device.organisation_id)  # type: ignore[arg-type]
+    if changes.get("identity_conflict") == "":
+        changes["identity_conflict_at"] = None  # resolved: its date goes with it
     for field, value in changes.items():
         setattr(device, field, value)
     device.full_clean()
     device.save(update_fields=[*changes])
-    if set(changes) - {"asset_tag", "assignee", "serial", "imei"}:
+    if set(changes) - {"asset_tag", "assignee", "serial", "imei", "identity_conflict", "identity_conflict_at"}:
         compliance.recompute(device_ids=[device.pk], now=now, reason=reason)
         device.refresh_from_db()
     return device
