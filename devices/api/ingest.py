@@ -230,7 +230,7 @@ class AmapiHardwareInfoSerializer(serializers.Serializer):
 class AmapiSoftwareInfoSerializer(serializers.Serializer):
     androidVersion = serializers.CharField(required=False)
     androidBuildNumber = serializers.CharField(required=False)
-    securityPatchLevel = serializers.CharField(required=False, help_text=_("YYYY-MM-DD"))
+    securityPatchLevel = serializers.CharField(required=False, help_text="YYYY-MM-DD")
     androidDevicePolicyVersionName = serializers.CharField(required=False)
 
 
