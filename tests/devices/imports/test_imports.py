@@ -434,3 +434,11 @@ def test_a_chunk_the_database_refuses_is_written_row_by_row_so_only_the_conflict
     assert "conflicts with another device" in plan.results[1].message
     assert set(Device.objects.values_list("serial", flat=True)) == {"RACER", "GOOD"}
     assert Device.objects.get(serial="GOOD").status_changes.count() == 0
+
+
+def test_a_row_with_a_placeholder_serial_fails_and_the_others_are_imported(org_a, core_z5):
+    result = devices_import(organisation=org_a, data=b"serial,model\nunknown,Core-Z5\nREAL-1,Core-Z5\n")
+
+    assert result.counts()["created"] == 1
+    failed = [row for row in result.rows if row.outcome == Outcome.FAILED]
+    assert len(failed) == 1 and "placeholder" in failed[0].message
