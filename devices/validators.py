@@ -11,10 +11,12 @@ from django.utils.translation import gettext_lazy as _
 # Serial numbers phones, emulators and MDM agents report when they cannot read the real one (Android 10+
 # hides Build.getSerial() from apps without the privileged permission: Headwind and others then send
 # "unknown"). Compared lower-case, with surrounding spaces removed. Besides these, an empty serial and a
-# run of one repeated character ("0000000000", "XXXXXXXX") are placeholders too (is_placeholder_serial).
+# run of three or more of one character ("000", "0000000000", "XXXXXXXX") are placeholders too
+# (is_placeholder_serial).
 PLACEHOLDER_SERIALS = frozenset(
     {
         "unknown",
+        "0",
         "null",
         "none",
         "nil",
@@ -42,9 +44,16 @@ def _one_repeated_character(value: str) -> bool:
 
 def is_placeholder_serial(value: str) -> bool:
     """True for a serial that identifies no phone: empty, a known placeholder (``PLACEHOLDER_SERIALS``,
-    case-insensitive) or one character repeated (all zeros...)."""
+    case-insensitive) or one character repeated three times or more (all zeros...)."""
     folded = value.strip().lower()
-    return not folded or folded in PLACEHOLDER_SERIALS or _one_repeated_character(folded)
+    return not folded or folded in PLACEHOLDER_SERIALS or (len(folded) >= 3 and _one_repeated_character(folded))
+
+
+def is_placeholder_id(value: str) -> bool:
+    """True for an MDM's device id that identifies nothing: empty or a known placeholder (``unknown``...).
+    A run of one digit is a real id there (Headwind device numbers are chosen by people: "111")."""
+    folded = value.strip().lower()
+    return not folded or folded in PLACEHOLDER_SERIALS
 
 
 def luhn_is_valid(digits: str) -> bool:

@@ -27,7 +27,7 @@ from rest_framework.settings import api_settings
 from common.api.parsers import loads_storable_json
 from devices.checkins.audit import bounded_raw
 from devices.choices import CheckInSource
-from devices.validators import is_placeholder_serial, luhn_is_valid, validate_imei
+from devices.validators import is_placeholder_id, is_placeholder_serial, luhn_is_valid, validate_imei
 from updates.validators import validate_patch_level_not_in_future
 
 # A report may say it was taken a little after the server's clock: device clocks drift.
@@ -294,7 +294,7 @@ def _to_parsed(
         ]
         serial = ""
     external = _text(source_id)[:255]
-    if external and is_placeholder_serial(external):
+    if external and is_placeholder_id(external):
         warnings[source_id_field] = [
             gettext("%(value)r is a placeholder, not an id of the device: it is ignored.") % {"value": external}
         ]

@@ -28,6 +28,7 @@ from tests.factories import (
     CompliancePolicyFactory,
     DeviceFactory,
     DeviceModelFactory,
+    DeviceSourceIdFactory,
     FleetFactory,
     MembershipFactory,
     OrganisationFactory,
@@ -117,6 +118,7 @@ def one_of_everything(world, manager_a):
     ImportJob.objects.create(
         organisation=world["a"]["org"], kind="devices", filename="inventory.csv", content=b"serial\n"
     )
+    DeviceSourceIdFactory(device=world["a"]["device"])
     return world
 
 

@@ -84,7 +84,7 @@ def test_every_kind_of_placeholder_serial_is_no_identity(serial):
     assert is_placeholder_serial(serial)
 
 
-@pytest.mark.parametrize("serial", ["R58N12ABCDE", "SN00000001", "00000000A", "HW-1"])
+@pytest.mark.parametrize("serial", ["R58N12ABCDE", "SN00000001", "00000000A", "HW-1", "A", "AB"])
 def test_real_serials_are_identities(serial):
     assert not is_placeholder_serial(serial)
 
