@@ -109,6 +109,7 @@ ADMIN_FIELDS = (
     "enrolled_at",
     "retired_at",
     "battery_installed_on",
+    "identity_conflict",  # cleared by a manager once the contradiction is resolved
 )
 
 
@@ -183,11 +184,13 @@ def device_update(
         model, number = changes["model"], device.reported_build_number
         builds = OSBuild.objects.visible_to(device.organisation_id).filter(model=model, build_number=number)
         changes["current_build"] = builds.private_first().first() if model is not None and number else None
+    if changes.get("identity_conflict") == "":
+        changes["identity_conflict_at"] = None  # resolved: its date goes with it
     for field, value in changes.items():
         setattr(device, field, value)
     device.full_clean()
     device.save(update_fields=[*changes])
-    if set(changes) - {"asset_tag", "assignee", "serial", "imei"}:
+    if set(changes) - {"asset_tag", "assignee", "serial", "imei", "identity_conflict", "identity_conflict_at"}:
         compliance.recompute(device_ids=[device.pk], now=now, reason=reason)
         device.refresh_from_db()
     return device

@@ -17,6 +17,7 @@ from devices.models import (
     CheckIn,
     ComplianceSnapshot,
     Device,
+    DeviceSourceId,
     DeviceTally,
     ImportJob,
     ObservedBuild,
@@ -171,6 +172,16 @@ class DeviceFactory(factory.django.DjangoModelFactory):
     serial = factory.Sequence(lambda n: f"SN{n:08d}")
     imei = factory.Sequence(lambda n: imei_with_check_digit(f"35{n:012d}"))
     model = factory.SubFactory(DeviceModelFactory)
+
+
+class DeviceSourceIdFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DeviceSourceId
+
+    device = factory.SubFactory(DeviceFactory)
+    organisation = factory.SelfAttribute("device.organisation")
+    source = "headwind"
+    external_id = factory.Sequence(lambda n: f"h{n:05d}")
 
 
 class CheckInFactory(factory.django.DjangoModelFactory):

@@ -17,7 +17,16 @@ from django.utils.translation import gettext_lazy as _
 from devices.admin.devices import device_filtered
 from devices.choices import BatteryEventKind
 from devices.exports import CHECK_INS, STATUS_CHANGES, ExportAdminMixin
-from devices.models import BatteryEvent, CheckIn, ComplianceSnapshot, Device, DeviceTally, StatusChange, Waiver
+from devices.models import (
+    BatteryEvent,
+    CheckIn,
+    ComplianceSnapshot,
+    Device,
+    DeviceSourceId,
+    DeviceTally,
+    StatusChange,
+    Waiver,
+)
 from devices.services import (
     battery_event_record,
     battery_event_update,
@@ -106,6 +115,24 @@ class StatusChangeAdmin(ExportAdminMixin, LargeTableMixin, ReadOnlyHistoryAdmin)
     # The (organisation, changed_at) index serves an organisation's newest changes.
     ordering = ("-changed_at",)
     sortable_by = ()
+
+
+@admin.register(DeviceSourceId)
+class DeviceSourceIdAdmin(ReadOnlyHistoryAdmin):
+    """The MDMs' ids of devices, written by check-ins (devices.checkins.identity); also on each device's page."""
+
+    organisation_path = "organisation"
+    list_display = ("external_id", "source", "device", "first_seen_at")
+    list_select_related = ("device",)
+    list_filter = ("source",)
+    search_fields = ("external_id", "device__serial")
+    search_help_text = _("Exact id in the MDM or device serial number.")
+    ordering = ("-id",)
+    sortable_by = ()
+
+    def search_condition(self, term: str, device_ids: list[int]) -> Q:
+        # (organisation, source, external_id) is unique: the user's organisations narrow it to an index range.
+        return Q(device_id__in=device_ids) | Q(external_id=term)
 
 
 class BatteryEventForm(forms.ModelForm):

@@ -28,6 +28,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.api.openapi import ErrorSerializer
 from common.api.pagination import FleetPatchCursorPagination
 from common.db_router import reads_from_replica
 from devices.checkins.ingest import MAX_BATCH, ItemResult, ItemStatus, Submission, collector_paused
@@ -202,43 +203,108 @@ _INGEST_400 = {
 }
 
 
-# Every ingestion endpoint takes one report or a list of them (its items answered one by one, so an item
-# that is not an object is an error in the results, not a 400 for the whole list).
-_CHECKIN_REQUEST = PolymorphicProxySerializer(
-    component_name="CheckInReportOrList",
-    serializers=[CheckInReportSerializer, CheckInReportSerializer(many=True)],
-    resource_type_field_name=None,
-    many=False,
-)
-_FOREIGN_REPORT_REQUEST = {
-    "oneOf": [
-        {"type": "object", "additionalProperties": {}},
-        {
-            "type": "array",
-            "items": {"type": "object", "additionalProperties": {}},
-            "minItems": 1,
-            "maxItems": MAX_BATCH,
-        },
-    ]
-}
+# --- Request bodies, as the senders send them (only the fields FleetPatch reads; the rest is ignored) --
+class HeadwindDeviceInfoSerializer(serializers.Serializer):
+    """Headwind MDM's DeviceInfo (com.hmdm.launcher.json.DeviceInfo), as its launcher posts it."""
+
+    deviceId = serializers.CharField(
+        required=False,
+        help_text=_("Headwind's id of the device: kept, and used to find it when its serial is a placeholder."),
+    )
+    number = serializers.CharField(required=False, help_text=_("The same id, as Headwind's server names it."))
+    serial = serializers.CharField(
+        required=False, help_text=_('Serial number; a placeholder ("unknown"...) is ignored with a warning.')
+    )
+    imei = serializers.CharField(required=False, help_text=_("An invalid IMEI is dropped with a warning."))
+    model = serializers.CharField(required=False, help_text=_("Used only to enrol a new device."))
+    androidVersion = serializers.CharField(required=False)
+    batteryLevel = serializers.IntegerField(
+        required=False, help_text=_("0 to 100; a negative value means unknown, one over 100 is dropped with a warning.")
+    )
+    launcherVersion = serializers.CharField(required=False)
+    timestamp = serializers.IntegerField(
+        required=False, help_text=_("Epoch milliseconds (or ISO 8601 text); absent: dated when received.")
+    )
 
 
-_PUBSUB_ENVELOPE_REQUEST = {
-    "type": "object",
-    "required": ["message"],
-    "properties": {
-        "message": {
-            "type": "object",
-            "properties": {
-                "data": {"type": "string", "description": "The notification's payload, base64 (a Device's JSON)."},
-                "attributes": {"type": "object", "additionalProperties": {"type": "string"}},
-                "messageId": {"type": "string"},
-                "publishTime": {"type": "string", "format": "date-time"},
-            },
-        },
-        "subscription": {"type": "string"},
-    },
-}
+class AmapiHardwareInfoSerializer(serializers.Serializer):
+    serialNumber = serializers.CharField(required=False)
+    brand = serializers.CharField(required=False)
+    manufacturer = serializers.CharField(required=False)
+    model = serializers.CharField(required=False)
+
+
+class AmapiSoftwareInfoSerializer(serializers.Serializer):
+    androidVersion = serializers.CharField(required=False)
+    androidBuildNumber = serializers.CharField(required=False)
+    securityPatchLevel = serializers.CharField(required=False, help_text="YYYY-MM-DD")
+    androidDevicePolicyVersionName = serializers.CharField(required=False)
+
+
+class AmapiTelephonyInfoSerializer(serializers.Serializer):
+    imei = serializers.CharField(required=False)
+
+
+class AmapiNetworkInfoSerializer(serializers.Serializer):
+    imei = serializers.CharField(required=False)
+    telephonyInfos = AmapiTelephonyInfoSerializer(many=True, required=False)
+
+
+class AmapiPowerManagementEventSerializer(serializers.Serializer):
+    eventType = serializers.CharField(required=False, help_text=_("Only BATTERY_LEVEL_COLLECTED is read."))
+    createTime = serializers.DateTimeField(required=False)
+    batteryLevel = serializers.FloatField(required=False)
+
+
+class AmapiDeviceSerializer(serializers.Serializer):
+    """An Android Management API Device resource (enterprises.devices)."""
+
+    name = serializers.CharField(
+        required=False,
+        help_text=_(
+            "enterprises/{enterprise}/devices/{device}: kept as the device's id in the Android Management API."
+        ),
+    )
+    lastStatusReportTime = serializers.DateTimeField(
+        required=False, help_text=_("Dates the report (else lastPolicySyncTime).")
+    )
+    lastPolicySyncTime = serializers.DateTimeField(required=False)
+    hardwareInfo = AmapiHardwareInfoSerializer(required=False)
+    softwareInfo = AmapiSoftwareInfoSerializer(required=False)
+    networkInfo = AmapiNetworkInfoSerializer(required=False)
+    powerManagementEvents = AmapiPowerManagementEventSerializer(many=True, required=False)
+
+
+class PubSubMessageSerializer(serializers.Serializer):
+    data = serializers.CharField(help_text=_("The Device resource as base64-encoded JSON."))
+    attributes = serializers.DictField(
+        child=serializers.CharField(), required=False, help_text=_("notificationType among others.")
+    )
+    messageId = serializers.CharField(required=False)
+    publishTime = serializers.DateTimeField(required=False)
+
+
+class PubSubPushEnvelopeSerializer(serializers.Serializer):
+    """What a Pub/Sub push subscription posts."""
+
+    message = PubSubMessageSerializer()
+    subscription = serializers.CharField(required=False)
+
+
+def _one_or_list(component: str, report: type[serializers.Serializer], *more: Any) -> PolymorphicProxySerializer:
+    # Every ingestion endpoint takes one report or a list of them (its items answered one by one, so an
+    # item that is not an object is an error in the results, not a 400 for the whole list).
+    return PolymorphicProxySerializer(
+        component_name=component,
+        serializers=[report, report(many=True, min_length=1, max_length=MAX_BATCH), *more],
+        resource_type_field_name=None,
+        many=False,
+    )
+
+
+_CHECKIN_REQUEST = _one_or_list("CheckInReportOrList", CheckInReportSerializer)
+_AMAPI_REQUEST = _one_or_list("AmapiDeviceOrListOrPush", AmapiDeviceSerializer, PubSubPushEnvelopeSerializer)
+_HEADWIND_REQUEST = _one_or_list("HeadwindDeviceInfoOrList", HeadwindDeviceInfoSerializer)
 
 
 def _ingest_responses(ok: PolymorphicProxySerializer) -> dict:
@@ -252,8 +318,16 @@ def _ingest_responses(ok: PolymorphicProxySerializer) -> dict:
         ),
         201: OpenApiResponse(ItemResultSerializer, description=_("A single report, stored.")),
         400: OpenApiResponse(_INGEST_400, description=_("A single report with errors, or an unreadable body.")),
+        405: OpenApiResponse(ErrorSerializer, description=_("A method other than the ones listed.")),
         413: OpenApiResponse(
-            description=format_lazy(_("A list of more than {limit} reports; nothing was stored."), limit=MAX_BATCH)
+            ErrorSerializer,
+            description=format_lazy(
+                _("A list of more than {limit} reports, or a body over API_MAX_BODY_BYTES; nothing was stored."),
+                limit=MAX_BATCH,
+            ),
+        ),
+        415: OpenApiResponse(
+            ErrorSerializer, description=_("A body that is not JSON (Content-Type: application/json).")
         ),
     }
 
@@ -362,7 +436,7 @@ class AmapiIngestView(ApiViewMixin, GenericAPIView):
 
     @extend_schema(
         operation_id="ingest_amapi",
-        request={"application/json": _FOREIGN_REPORT_REQUEST},
+        request=_AMAPI_REQUEST,
         responses=_ingest_responses(_AMAPI_200),
         description=_(
             "An Android Management API Device resource (enterprises.devices), a list of them, or a "
@@ -421,7 +495,7 @@ class AmapiPushView(ApiViewMixin, GenericAPIView):
 
     @extend_schema(
         operation_id="ingest_amapi_push",
-        request={"application/json": _PUBSUB_ENVELOPE_REQUEST},
+        request=PubSubPushEnvelopeSerializer,
         responses={
             200: OpenApiResponse(
                 PolymorphicProxySerializer(
@@ -461,7 +535,7 @@ class HeadwindIngestView(ApiViewMixin, GenericAPIView):
 
     @extend_schema(
         operation_id="ingest_headwind",
-        request={"application/json": _FOREIGN_REPORT_REQUEST},
+        request=_HEADWIND_REQUEST,
         responses=_INGEST_RESPONSES,
         description=_(
             "Headwind MDM's device info (serial, imei, model, androidVersion, batteryLevel, "

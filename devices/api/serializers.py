@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from devices.choices import BatteryEventKind, BatteryStatus, ComplianceStatus
 from devices.models import BatteryEvent, Device
-from devices.validators import validate_imei
+from devices.validators import validate_imei, validate_serial
 from fleet.api.serializers import FleetSummarySerializer
 from fleet.models import Fleet
 from updates.api.serializers import BuildSummarySerializer, DeviceModelSummarySerializer
@@ -64,6 +64,8 @@ class DeviceSerializer(serializers.ModelSerializer):
             "target_build",
             "builds_behind",
             "waived",
+            "identity_conflict",
+            "identity_conflict_at",
         ]
         read_only_fields = fields
 
@@ -157,7 +159,7 @@ class DeviceModelField(FlexibleRelatedField):
 
 
 class DeviceEnrolSerializer(serializers.Serializer):
-    serial = serializers.CharField(max_length=64)
+    serial = serializers.CharField(max_length=64, validators=[validate_serial])
     imei = serializers.CharField(
         max_length=15, required=False, allow_null=True, allow_blank=True, validators=[validate_imei]
     )

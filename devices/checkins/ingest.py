@@ -12,18 +12,25 @@ import dataclasses
 import datetime as dt
 import gc
 from collections.abc import Iterator, Sequence
-from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Case, CharField, DateTimeField, F, Value, When
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from common import bulk
+from devices.checkins import device_state
+from devices.checkins.identity import (
+    DEVICE_VALUES,
+    Conflict,
+    enrolment_serial,
+    flag_conflicts,
+    match_device,
+    record_source_ids,
+    resolve_devices,
+)
 from devices.checkins.parsers import DeviceIdentity, Report
-from devices.choices import ComplianceStatus, ManagementState
+from devices.choices import ComplianceStatus
 from devices.compliance import engine as compliance
-from devices.compliance import observed
 from devices.models import CheckIn, Device
 from updates.models import DeviceModel, ModelNames, OSBuild
 
@@ -77,16 +84,6 @@ class Submission:
     report: Report
 
 
-# Device state a report may set; a value the report leaves out (None or "") keeps the last known one.
-_STATE_FIELDS = (
-    "android_version",
-    "security_patch_level",
-    "battery_level_pct",
-    "battery_health_pct",
-    "battery_cycle_count",
-)
-
-
 @transaction.atomic
 def checkins_ingest(
     *,
@@ -97,10 +94,13 @@ def checkins_ingest(
 ) -> list[ItemResult]:
     """Records a batch of reports for one organisation; returns one result per submission, in order.
 
-    1. Resolve every device named in the batch by serial or IMEI (one SELECT, locking the rows in id
-       order so concurrent batches queue instead of deadlocking).
+    1. Resolve every device named in the batch by serial, IMEI or its MDM's id (one SELECT of the MDM ids
+       when the batch carries any, then one SELECT locking the devices in id order so concurrent batches
+       queue instead of deadlocking). A report whose IMEI contradicts the device it matched is stored on it
+       with a warning, and the device flagged (one UPDATE, only when there is a contradiction).
     2. Enrol the unknown ones when allowed (one INSERT, serials in order; a concurrent enrolment of the
-       same serial is absorbed by ON CONFLICT), the model resolved by name in one SELECT.
+       same serial is absorbed by ON CONFLICT), the model resolved by name in one SELECT; then record the
+       MDM ids the batch taught (one upsert, only when there are new ones).
     3. Resolve build numbers against the catalogue (one SELECT): the organisation's private build first.
     4. Collapse reports repeated inside the batch (same device and reported_at), then insert the
        check-ins with INSERT ... ON CONFLICT DO NOTHING RETURNING: what comes back is what is new.
@@ -116,13 +116,15 @@ def checkins_ingest(
     if len(submissions) > MAX_BATCH:
         raise ValueError(f"a batch holds at most {MAX_BATCH} reports")
 
-    devices = _resolve_devices(organisation_id, [s.identity for s in submissions])
+    devices = resolve_devices(organisation_id, [s.identity for s in submissions])
     device_of: list[dict | None] = []
+    conflicts: list[Conflict | None] = []
     for index, submission in enumerate(submissions):
-        device, error = _match(devices, submission.identity)
-        if error:
-            results[index] = ItemResult(status=ItemStatus.ERROR, errors=error)
-        device_of.append(device)
+        match = match_device(devices, submission.identity)
+        if match.error:
+            results[index] = ItemResult(status=ItemStatus.ERROR, errors=match.error)
+        device_of.append(match.device)
+        conflicts.append(match.conflict)
 
     # 2. Enrolment of the devices nobody knows.
     missing = [i for i, s in enumerate(submissions) if results[i] is None and device_of[i] is None]
@@ -131,12 +133,14 @@ def checkins_ingest(
     if missing and can_enrol:
         enrolled = _enrol(organisation_id, [submissions[i].identity for i in missing], devices, names, now=now)
         for i in missing:
-            identity = submissions[i].identity
-            device = enrolled.get(identity.serial) if identity.serial else None
+            key = enrolment_serial(submissions[i].identity)
+            device = enrolled.get(key) if key else None
             if device is None:
                 results[i] = ItemResult(
                     status=ItemStatus.ERROR,
-                    errors={"serial": [gettext("A serial number is needed to enrol a new device.")]},
+                    errors={
+                        "serial": [gettext("A serial number (or the MDM's id of the device) is needed to enrol it.")]
+                    },
                 )
             else:
                 device_of[i] = device
@@ -155,8 +159,11 @@ def checkins_ingest(
                 },
             )
 
-    # 3. Builds (of the model a device without one now reports, if the catalogue knows it).
     valid = [i for i in range(len(submissions)) if results[i] is None]
+    record_source_ids(organisation_id, [(submissions[i].identity, device_of[i]) for i in valid], devices, now=now)
+    flag_conflicts({device_of[i]["id"]: conflicts[i] for i in valid if conflicts[i] is not None}, now=now)
+
+    # 3. Builds (of the model a device without one now reports, if the catalogue knows it).
     warnings = _resolve_models(names, [(i, submissions[i].identity, device_of[i]) for i in valid])
     builds = _resolve_builds(
         organisation_id,
@@ -188,24 +195,26 @@ def checkins_ingest(
     deleted: dict[int, dt.datetime] = {}
     for i in sorted(created_items, key=lambda i: submissions[i].report.reported_at):
         device, report = device_of[i], submissions[i].report
-        if _reports_deletion(report, device, deleted):
+        if device_state.reports_deletion(report, device, deleted):
             continue
         last = device["last_check_in_at"]
         if last is not None and report.reported_at < last:
             continue
         applied_items.add(i)
         _, state = newest.get(device["id"], (None, {}))
-        state = _fold(state, report, builds.get((device["model_id"], report.build_number)))
+        state = device_state.fold(state, report, builds.get((device["model_id"], report.build_number)))
         if submissions[i].identity.model_names:
             state["model_id"] = device["model_id"]
             state["reported_model"] = _reported_model(submissions[i].identity)
-        newest[device["id"]] = (report.reported_at, _with_management_state(state, report))
-    applied_devices = _update_devices(newest)
+        newest[device["id"]] = (report.reported_at, device_state.with_management_state(state, report))
+    applied_devices = device_state.update_devices(newest)
     applied_items = {i for i in applied_items if device_of[i]["id"] in applied_devices}
-    _update_management_states({device_of[i]["id"]: device_of[i] for i in valid}, newest, applied_devices, deleted)
+    device_state.update_management_states(
+        {device_of[i]["id"]: device_of[i] for i in valid}, newest, applied_devices, deleted
+    )
 
     # 5b. Builds the catalogue lacks, recorded as the organisation's observed builds (one upsert).
-    _record_observed_builds(
+    device_state.record_observed_builds(
         organisation_id, [(device_of[i]["model_id"], submissions[i].report) for i in created_items], builds
     )
 
@@ -226,73 +235,50 @@ def checkins_ingest(
             compliance_status=statuses.get(device_id, ComplianceStatus.UNKNOWN),
             enrolled=device_id in enrolled_ids,
             applied=i in applied_items,
-            warnings=warnings.get(i),
+            warnings=_warnings(submissions[i].report.warnings, warnings.get(i), conflicts[i]),
         )
     return results  # type: ignore[return-value]
 
 
-# --- 1. Devices ------------------------------------------------------------------------------------
-_DEVICE_VALUES = ("id", "serial", "imei", "model_id", "last_check_in_at", "management_state")
+def batch_warnings(results: Sequence[ItemResult]) -> list[tuple[int, dict[str, list[str]]]]:
+    """(position, warnings) of every item of a batch answered with warnings: what a record of the batch
+    (the rejected-messages record, a log) keeps of what was dropped or doubted, in one call."""
+    return [(index, result.warnings) for index, result in enumerate(results) if result.warnings]
 
 
-def _resolve_devices(organisation_id: int, identities: Sequence[DeviceIdentity]) -> dict[str, dict[str, dict]]:
-    serials = sorted({i.serial for i in identities if i.serial})
-    imeis = sorted({i.imei for i in identities if i.imei})
-    found: dict[str, dict[str, dict]] = {"serial": {}, "imei": {}}
-    if not serials and not imeis:
-        return found
-    clauses, params = [], []
-    for column, values in (("serial", serials), ("imei", imeis)):
-        if values:
-            sql, value_params = bulk.sql_in(column, values)
-            clauses.append(sql)
-            params.extend(value_params)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    rows = bulk.select_rows(
-        Device,
-        _DEVICE_VALUES,
-        f"organisation_id = %s AND ({' OR '.join(clauses)}) ORDER BY id{lock}",
-        [organisation_id, *params],
-    )
-    for row in rows:
-        found["serial"][row["serial"]] = row
-        if row["imei"]:
-            found["imei"][row["imei"]] = row
-    return found
+def _warnings(
+    parsed: dict[str, list[str]] | None, model: dict[str, list[str]] | None, conflict: Conflict | None
+) -> dict[str, list[str]] | None:
+    """An item's warnings: what its parser dropped, an unknown model, a contradictory IMEI."""
+    warnings: dict[str, list[str]] = {}
+    for source in (parsed, model):
+        for field, reasons in (source or {}).items():
+            warnings.setdefault(field, []).extend(reasons)
+    if conflict is not None:
+        warnings.setdefault(conflict.field, []).append(conflict.warning)
+    return warnings or None
 
 
-def _match(devices: dict[str, dict[str, dict]], identity: DeviceIdentity) -> tuple[dict | None, dict | None]:
-    by_serial = devices["serial"].get(identity.serial) if identity.serial else None
-    by_imei = devices["imei"].get(identity.imei) if identity.imei else None
-    if by_imei is not None and identity.serial and (by_serial is None or by_serial["id"] != by_imei["id"]):
-        # A phone's serial and IMEI do not change: two devices claimed by one report is a mistake upstream.
-        return None, {
-            "imei": [
-                gettext("This IMEI belongs to another device of this organisation (serial %(serial)s).")
-                % {"serial": by_imei["serial"]}
-            ]
-        }
-    return by_serial or by_imei, None
-
-
+# --- 1. Devices: devices/checkins/identity.py ------------------------------------------------------
 # --- 2. Enrolment ----------------------------------------------------------------------------------
 def _enrol(
     organisation_id: int,
     identities: Sequence[DeviceIdentity],
-    devices: dict[str, dict[str, dict]],
+    devices: dict[str, dict],
     names: ModelNames | None,
     *,
     now: dt.datetime,
 ) -> dict[str, dict]:
-    """Inserts one device per new serial; returns them by serial."""
+    """Inserts one device per new serial (its own, or one made from its MDM id); returns them by serial."""
     wanted: dict[str, DeviceIdentity] = {}
     claimed_imeis = set(devices["imei"])
     for identity in identities:
-        if identity.serial and identity.serial not in wanted:
+        serial = enrolment_serial(identity)
+        if serial and serial not in wanted:
             imei = identity.imei if identity.imei and identity.imei not in claimed_imeis else None
             if imei:
                 claimed_imeis.add(imei)
-            wanted[identity.serial] = dataclasses.replace(identity, imei=imei)
+            wanted[serial] = dataclasses.replace(identity, imei=imei)
     if not wanted:
         return {}
 
@@ -318,7 +304,7 @@ def _enrol(
         rows,
         # A no-op update rather than DO NOTHING: the row a concurrent batch enrolled first is returned too.
         conflict="(organisation_id, serial) DO UPDATE SET serial = EXCLUDED.serial",
-        returning=_DEVICE_VALUES,
+        returning=DEVICE_VALUES,
     )
     return {row["serial"]: row for row in returned}
 
@@ -425,205 +411,3 @@ def _insert_check_ins(rows: Sequence[tuple[Report, int, int | None]], *, now: dt
         CheckIn, values, conflict=conflict, returning=("device_id", "reported_at", "source")
     )
     return {position[(row["device_id"], row["reported_at"], row["source"])] for row in returned}
-
-
-# --- 5. Device state -------------------------------------------------------------------------------
-def _fold(state: dict, report: Report, build_id: int | None) -> dict:
-    """The device state after ``report``, on top of what earlier reports of the batch set.
-
-    A report that moves the device to another build without a patch level leaves none: the patch level
-    an earlier report gave was the old build's, and the engine then takes the new build's (catalogue or
-    observed). The UPDATE applies the same rule against the build stored before the batch.
-    """
-    state = dict(state)
-    state["last_check_in_at"] = report.reported_at
-    # Fields a report leaves out (Headwind sends no build number) keep their last known value.
-    if report.build_number:
-        if report.security_patch_level is None and state.get("reported_build_number") not in (
-            None,
-            report.build_number,
-        ):
-            state.pop("security_patch_level", None)
-        state["has_build"] = True
-        state["current_build_id"] = build_id
-        state["reported_build_number"] = report.build_number
-    for field in _STATE_FIELDS:
-        value = getattr(report, field)
-        if value not in (None, ""):
-            state[field] = value
-    return state
-
-
-def _record_observed_builds(
-    organisation_id: int, reports: Sequence[tuple[int | None, Report]], builds: dict[tuple[int, str], int]
-) -> None:
-    """The new reports of a known model naming a build number the catalogue has no build for (visible to the
-    organisation), as observed builds: one INSERT ... ON CONFLICT DO UPDATE, none when there are none."""
-    sightings = [
-        observed.Sighting(
-            model_id=model_id,
-            build_number=report.build_number,
-            reported_at=report.reported_at,
-            android_version=report.android_version or "",
-            security_patch_level=report.security_patch_level,
-        )
-        for model_id, report in reports
-        if model_id is not None and report.build_number and (model_id, report.build_number) not in builds
-    ]
-    if sightings:
-        observed.observed_builds_record(organisation_id=organisation_id, sightings=sightings)
-
-
-# (column, PostgreSQL type) of the VALUES rows; SQLite takes them untyped.
-_UPDATE_COLUMNS = (
-    ("id", "bigint"),
-    ("last_check_in_at", "timestamptz"),
-    ("has_build", "boolean"),
-    ("current_build_id", "bigint"),
-    ("reported_build_number", "varchar"),
-    ("model_id", "bigint"),
-    ("reported_model", "varchar"),
-    ("android_version", "varchar"),
-    ("security_patch_level", "date"),
-    ("battery_level_pct", "integer"),
-    ("battery_health_pct", "integer"),
-    ("battery_cycle_count", "integer"),
-)
-
-
-def _update_devices(states: dict[int, tuple[dt.datetime, dict]]) -> set[int]:
-    """One UPDATE of every device's reported state, rows in id order; returns the ids it changed.
-
-    The ``last_check_in_at`` guard repeats the single-device path's: a report older than what the
-    device last said (a concurrent newer batch committed in between) never regresses it.
-    """
-    if not states:
-        return set()
-    device_field = Device._meta.get_field
-    postgres = connection.vendor == "postgresql"
-    rows = []
-    for device_id in sorted(states):
-        _, state = states[device_id]
-        row: list[Any] = []
-        for column, _ in _UPDATE_COLUMNS:
-            if column == "id":
-                value = device_id
-            elif column == "has_build":
-                value = bool(state.get("has_build"))
-            elif column == "current_build_id":
-                value = state.get("current_build_id")
-            else:
-                value = state.get(column)
-                if value is not None and isinstance(value, dt.date):
-                    # ISO 8601 for the JSON document; as the ORM formats them for SQLite.
-                    value = value.isoformat() if postgres else device_field(column).get_db_prep_save(value, connection)
-            row.append(value)
-        rows.append(row)
-    names = ", ".join(column for column, _ in _UPDATE_COLUMNS)
-    if postgres:
-        # One JSON document, as for the inserts; the rows keep their id order.
-        columns = [column for column, _ in _UPDATE_COLUMNS]
-        params: list[Any] = [bulk.dumps([dict(zip(columns, row, strict=True)) for row in rows])]
-        record = ", ".join(f"{column} {pg_type}" for column, pg_type in _UPDATE_COLUMNS)
-        values = f"SELECT {names} FROM json_to_recordset(%s::json) AS r({record})"
-    else:
-        params = [value for row in rows for value in row]
-        placeholder = "(" + ", ".join(["%s"] * len(_UPDATE_COLUMNS)) + ")"
-        values = f"VALUES {', '.join([placeholder] * len(rows))}"
-    table = Device._meta.db_table
-    # A build change without a patch level clears the old build's (see _fold); otherwise a value left out
-    # keeps the stored one.
-    stored = f"{table}.reported_build_number"
-    build_changed = f"v.has_build AND {stored} <> '' AND {stored} <> v.reported_build_number"
-    keep = f"security_patch_level = CASE WHEN v.security_patch_level IS NULL AND {build_changed} THEN NULL "
-    keep += f"ELSE COALESCE(v.security_patch_level, {table}.security_patch_level) END, "
-    keep += ", ".join(
-        f"{column} = COALESCE(v.{column}, {table}.{column})"
-        for column in (
-            "android_version",
-            "battery_level_pct",
-            "battery_health_pct",
-            "battery_cycle_count",
-        )
-    )
-    sql = f"""
-        WITH v({names}) AS ({values})
-        UPDATE {table}
-           SET last_check_in_at = v.last_check_in_at,
-               current_build_id = CASE WHEN v.has_build THEN v.current_build_id ELSE {table}.current_build_id END,
-               reported_build_number = CASE WHEN v.has_build THEN v.reported_build_number
-                                            ELSE {table}.reported_build_number END,
-               model_id = COALESCE({table}.model_id, v.model_id),
-               reported_model = COALESCE(v.reported_model, {table}.reported_model),
-               {keep}
-          FROM v
-         WHERE {table}.id = v.id
-           AND ({table}.last_check_in_at IS NULL OR {table}.last_check_in_at <= v.last_check_in_at)
-        RETURNING {table}.id
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
-
-
-# --- 5b. What the MDM says of the device (Android Management API "state") --------------------------
-_DELETED = "deleted"
-_STATE_OF_REPORT = {
-    "active": ManagementState.ACTIVE,
-    "lost": ManagementState.LOST,
-    "disabled": ManagementState.DISABLED,
-}
-
-
-def _reports_deletion(report: Report, device: dict, deleted: dict[int, dt.datetime]) -> bool:
-    """A report saying the device was deleted retires it (whatever its age: deletion is final) and sets no
-    state of the device; its check-in is kept in the history."""
-    if report.management_state != _DELETED:
-        return False
-    deleted.setdefault(device["id"], report.reported_at)
-    return True
-
-
-def _with_management_state(state: dict, report: Report) -> dict:
-    if report.management_state in _STATE_OF_REPORT:
-        state = {**state, "management_state": _STATE_OF_REPORT[report.management_state]}
-    return state
-
-
-def _update_management_states(
-    devices: dict[int, dict],
-    newest: dict[int, tuple[dt.datetime, dict]],
-    applied: set[int],
-    deleted: dict[int, dt.datetime],
-) -> None:
-    """One UPDATE, only when some device of the batch changes state: LOST and DISABLED are recorded with the
-    time of the report that said so, ACTIVE clears them, DELETED retires the device (a retired device keeps
-    its first date). State changes are rare, so a CASE per device stays small."""
-    changed = {
-        device_id: (newest[device_id][1]["management_state"], newest[device_id][0])
-        for device_id in sorted(applied)
-        if newest[device_id][1].get("management_state", devices[device_id]["management_state"])
-        != devices[device_id]["management_state"]
-    }
-    if not changed and not deleted:
-        return
-    Device.objects.filter(pk__in=sorted({*deleted, *changed})).update(
-        management_state=Case(
-            *(When(pk=device_id, then=Value(state)) for device_id, (state, _) in changed.items()),
-            default=F("management_state"),
-            output_field=CharField(),
-        ),
-        management_state_since=Case(
-            *(
-                When(pk=device_id, then=Value(None if state == ManagementState.ACTIVE else at))
-                for device_id, (state, at) in changed.items()
-            ),
-            default=F("management_state_since"),
-            output_field=DateTimeField(),
-        ),
-        retired_at=Case(
-            *(When(pk=device_id, retired_at__isnull=True, then=Value(at)) for device_id, at in deleted.items()),
-            default=F("retired_at"),
-            output_field=DateTimeField(),
-        ),
-    )

@@ -12,8 +12,6 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
-import functools
-import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -27,16 +25,13 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 
 from common.api.parsers import loads_storable_json
+from devices.checkins.audit import bounded_raw
 from devices.choices import CheckInSource
-from devices.validators import luhn_is_valid, validate_imei
+from devices.validators import is_placeholder_id, is_placeholder_serial, luhn_is_valid, validate_imei
 from updates.validators import validate_patch_level_not_in_future
 
 # A report may say it was taken a little after the server's clock: device clocks drift.
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
-# The audit copy of a payload is bounded: a misbehaving MDM must not fill the check-in table.
-RAW_MAX_BYTES = 16 * 1024
-# Keys whose values never reach the audit copy, at any depth (compared lower-case, without - and _).
-SECRET_KEY_PARTS = ("token", "secret", "password", "passwd", "authorization", "apikey", "credential", "cookie")
 
 NON_FIELD = api_settings.NON_FIELD_ERRORS_KEY
 
@@ -57,16 +52,27 @@ class Report:
     raw: dict | None = None
     # What the MDM says of the device (AMAPI "state"): "deleted", "lost", "disabled", "active"; "" says nothing.
     management_state: str = ""
+    # What validation dropped or doubted without refusing the report (field, as the sender spells it ->
+    # reasons: a junk secondary IMEI, a placeholder serial...). Answered in the item's ``warnings``; the
+    # payload itself, dropped values included, stays in ``raw``.
+    warnings: dict[str, list[str]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class DeviceIdentity:
-    """How a report names its device, and what it says of its model (used only to enrol it)."""
+    """How a report names its device, and what it says of its model (used only to enrol it).
+
+    ``serial`` is empty when the report gave none or a placeholder (``devices.validators``); ``source_id``
+    is the MDM's own id of the device in ``source`` (Headwind ``deviceId``, AMAPI ``name``), kept per source
+    as a ``DeviceSourceId``. Devices are matched by serial, then IMEI, then source id.
+    """
 
     serial: str = ""
     imei: str | None = None
     # Candidate model names, best first ("Crosscall Core-Z5", "Core-Z5"); resolved case-insensitively.
     model_names: tuple[str, ...] = ()
+    source: str = ""
+    source_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +82,10 @@ class ParsedReport:
     identity: DeviceIdentity | None = None
     report: Report | None = None
     errors: dict[str, list[str]] | None = None
+
+    @property
+    def warnings(self) -> dict[str, list[str]] | None:
+        return self.report.warnings if self.report is not None else None
 
 
 class PayloadError(Exception):
@@ -145,30 +155,52 @@ class CheckInReportSerializer(serializers.Serializer):
                 raise serializers.ValidationError(error.messages) from None
         return value
 
-    def validate(self, attrs: dict) -> dict:
-        if not attrs.get("serial") and not attrs.get("imei"):
-            raise serializers.ValidationError({"serial": [gettext("Give the device's serial number or its IMEI.")]})
-        return attrs
-
 
 # One instance validates every item: instantiating a serializer per item costs more than validating it.
 _NATIVE = CheckInReportSerializer()
 
 
-def _validate(data: Any, *, rename: Callable[[str], str] | None = None) -> tuple[dict | None, dict | None]:
+# Fields that identify nothing else and are not the report's point: a bad value is dropped with a warning
+# and the rest of the report stored. In every format the IMEI (the serial or the MDM's id still names the
+# device); from an MDM FleetPatch cannot correct (AMAPI, Headwind) the battery level too. Everything else
+# (the date, the patch level, the build) stays an error: storing the report without it would mislead.
+NATIVE_DROPPABLE = frozenset({"imei"})
+FOREIGN_DROPPABLE = frozenset({"imei", "battery_level"})
+
+
+def _validate(
+    data: Any, *, droppable: frozenset[str] = NATIVE_DROPPABLE
+) -> tuple[dict | None, dict[str, list[str]] | None, dict[str, list[str]] | None]:
+    """(attrs, dropped, errors), field names native: ``dropped`` maps each field left out of ``attrs``
+    (set to None) to why; ``errors`` is set when the report cannot be stored at all."""
     if not isinstance(data, dict):
-        return None, {NON_FIELD: [gettext("Each report is a JSON object.")]}
+        return None, None, {NON_FIELD: [gettext("Each report is a JSON object.")]}
     attrs = _fast_validate(data)
     if attrs is not None:
-        return attrs, None
+        return attrs, None, None
     try:
-        return _NATIVE.run_validation(data), None
+        return _NATIVE.run_validation(data), None, None
     except serializers.ValidationError as error:
-        detail = error.detail if isinstance(error.detail, dict) else {NON_FIELD: error.detail}
-        return None, {
-            (rename(field) if rename else field): [str(message) for message in _as_list(messages)]
-            for field, messages in detail.items()
-        }
+        errors = _messages(error)
+    dropped = {field: reasons for field, reasons in errors.items() if field in droppable}
+    if not dropped or len(dropped) < len(errors):
+        return None, None, errors
+    try:
+        # Only droppable fields were wrong: validated again without them (a slow path, for bad items only).
+        return _NATIVE.run_validation({**data, **dict.fromkeys(dropped)}), dropped, None
+    except serializers.ValidationError as error:  # pragma: no cover - the fields left were valid above
+        return None, None, _messages(error)
+
+
+def _messages(error: serializers.ValidationError) -> dict[str, list[str]]:
+    detail = error.detail if isinstance(error.detail, dict) else {NON_FIELD: error.detail}
+    return {field: [str(message) for message in _as_list(messages)] for field, messages in detail.items()}
+
+
+def _renamed(messages: dict[str, list[str]] | None, rename: Callable[[str], str] | None) -> dict | None:
+    if not messages or rename is None:
+        return messages or None
+    return {rename(field): reasons for field, reasons in messages.items()}
 
 
 # (field, max length) of the text fields, as the serializer declares them.
@@ -201,11 +233,10 @@ def _fast_validate(data: dict) -> dict | None:
     if imei is not None and not isinstance(imei, str):
         return None
     imei = imei.strip() if imei else None
-    if imei and not (len(imei) == 15 and imei.isdigit() and luhn_is_valid(imei)):
+    # The validator's rules in short: 15 digits, not one digit repeated (000000000000000), Luhn.
+    if imei and not (len(imei) == 15 and imei.isdigit() and imei != imei[0] * 15 and luhn_is_valid(imei)):
         return None
     attrs["imei"] = imei or None
-    if not attrs["serial"] and not attrs["imei"]:
-        return None
     for name, low, high in _INT_FIELDS:
         value = data.get(name)
         if value is not None and (type(value) is not int or not low <= value <= high):
@@ -239,11 +270,50 @@ def _as_list(messages: Any) -> list:
     return messages if isinstance(messages, list) else [messages]
 
 
-def _to_parsed(attrs: dict, *, source: str, raw: Any, model_names: tuple[str, ...] | None = None) -> ParsedReport:
+def _to_parsed(
+    attrs: dict | None,
+    *,
+    source: str,
+    raw: Any,
+    model_names: tuple[str, ...] | None = None,
+    source_id: Any = None,
+    dropped: dict[str, list[str]] | None = None,
+    errors: dict[str, list[str]] | None = None,
+    rename: Callable[[str], str] | None = None,
+    source_id_field: str = "",
+) -> ParsedReport:
+    """The report and its device identity, or the errors; field names in warnings and errors as the
+    sender spells them (``rename``). A placeholder serial is dropped with a warning; a report left with
+    no serial, no IMEI and no MDM id of its device identifies nothing and is refused, naming what it gave."""
+    if errors or attrs is None:
+        return ParsedReport(errors=_renamed(errors, rename))
+    warnings = dict(dropped or {})
+    serial = attrs["serial"].strip()
+    if serial and is_placeholder_serial(serial):
+        warnings["serial"] = [
+            gettext("%(value)r is a placeholder some phones report, not a serial number: it is ignored.")
+            % {"value": serial}
+        ]
+        serial = ""
+    external = _text(source_id)[:255]
+    if external and is_placeholder_id(external):
+        warnings[source_id_field] = [
+            gettext("%(value)r is a placeholder, not an id of the device: it is ignored.") % {"value": external}
+        ]
+        external = ""
+    if not serial and not attrs["imei"] and not external:
+        missing = {
+            field: reasons for field, reasons in warnings.items() if field in ("serial", "imei", source_id_field)
+        }
+        return ParsedReport(
+            errors=_renamed(missing or {"serial": [gettext("Give the device's serial number or its IMEI.")]}, rename)
+        )
     identity = DeviceIdentity(
-        serial=attrs["serial"].strip(),
+        serial=serial,
         imei=attrs["imei"],
         model_names=model_names if model_names is not None else ((attrs["model"].strip(),) if attrs["model"] else ()),
+        source=source if external else "",
+        source_id=external,
     )
     report = Report(
         reported_at=attrs["reported_at"],
@@ -256,16 +326,15 @@ def _to_parsed(attrs: dict, *, source: str, raw: Any, model_names: tuple[str, ..
         battery_cycle_count=attrs["battery_cycle_count"],
         agent_version=attrs["agent_version"].strip(),
         raw=bounded_raw(raw),
+        warnings=_renamed(warnings, rename),
     )
     return ParsedReport(identity=identity, report=report)
 
 
 # --- Native ----------------------------------------------------------------------------------------
 def parse_native(item: Any) -> ParsedReport:
-    attrs, errors = _validate(item)
-    if errors:
-        return ParsedReport(errors=errors)
-    return _to_parsed(attrs, source=CheckInSource.API, raw=item)
+    attrs, dropped, errors = _validate(item)
+    return _to_parsed(attrs, source=CheckInSource.API, raw=item, dropped=dropped, errors=errors)
 
 
 # --- Android Management API -----------------------------------------------------------------------
@@ -281,6 +350,10 @@ AMAPI_FIELDS = {
     "battery_level": "powerManagementEvents.batteryLevel",
     "agent_version": "softwareInfo.androidDevicePolicyVersionName",
 }
+
+
+def _amapi_field(field: str) -> str:
+    return AMAPI_FIELDS.get(field, field)
 
 
 def _obj(value: Any) -> dict:
@@ -372,9 +445,7 @@ def parse_amapi(device: Any, *, published_at: str | None = None) -> ParsedReport
         "battery_level": _newest_battery_level(device.get("powerManagementEvents")),
         "agent_version": _text(software.get("androidDevicePolicyVersionName"))[:50],
     }
-    attrs, errors = _validate(native, rename=lambda field: AMAPI_FIELDS.get(field, field))
-    if errors:
-        return ParsedReport(errors=errors)
+    attrs, dropped, errors = _validate(native, droppable=FOREIGN_DROPPABLE)
     model = _text(hardware.get("model"))
     names = tuple(
         dict.fromkeys(
@@ -387,7 +458,20 @@ def parse_amapi(device: Any, *, published_at: str | None = None) -> ParsedReport
             if name and model
         )
     )
-    parsed = _to_parsed(attrs, source=CheckInSource.AMAPI, raw=device, model_names=names)
+    parsed = _to_parsed(
+        attrs,
+        source=CheckInSource.AMAPI,
+        raw=device,
+        model_names=names,
+        # enterprises/{enterprise}/devices/{device}: the resource's name is the MDM's id of the device.
+        source_id=device.get("name"),
+        source_id_field="name",
+        dropped=dropped,
+        errors=errors,
+        rename=_amapi_field,
+    )
+    if parsed.report is None:
+        return parsed
     state = _amapi_state(device)
     return dataclasses.replace(parsed, report=dataclasses.replace(parsed.report, management_state=state))
 
@@ -446,9 +530,11 @@ def _headwind_time(value: Any, *, received_at: dt.datetime) -> Any:
 
 
 def parse_headwind(info: Any, *, received_at: dt.datetime) -> ParsedReport:
-    """Headwind MDM's device info report (``DeviceInfo``: serial, imei, model, androidVersion,
+    """Headwind MDM's device info report (``DeviceInfo``: deviceId, serial, imei, model, androidVersion,
     batteryLevel, launcherVersion...). It has no build number, so the device keeps its last known
-    build; it is dated by ``timestamp`` when present, else by when it was received."""
+    build; it is dated by ``timestamp`` when present, else by when it was received. ``deviceId`` (or
+    ``number``, as the server names it) is kept as the device's Headwind id: phones that all send the
+    placeholder serial ``unknown`` stay apart by it."""
     if not isinstance(info, dict):
         return ParsedReport(errors={NON_FIELD: [gettext("A Headwind device info report is a JSON object.")]})
     reported = _headwind_time(info.get("timestamp", info.get("ts")), received_at=received_at)
@@ -461,64 +547,29 @@ def parse_headwind(info: Any, *, received_at: dt.datetime) -> ParsedReport:
         "battery_level": battery if isinstance(battery, int) and battery >= 0 else None,
         "agent_version": _text(info.get("launcherVersion"))[:50],
     }
-    attrs, errors = _validate(native, rename=lambda field: HEADWIND_FIELDS.get(field, field))
-    if errors:
-        return ParsedReport(errors=errors)
+    attrs, dropped, errors = _validate(native, droppable=FOREIGN_DROPPABLE)
     model = _text(info.get("model"))
-    return _to_parsed(attrs, source=CheckInSource.HEADWIND, raw=info, model_names=(model,) if model else ())
+    # The launcher sends its id as deviceId; the server's own API and exports call it number.
+    id_field = "deviceId" if _text(info.get("deviceId")) else "number"
+    return _to_parsed(
+        attrs,
+        source=CheckInSource.HEADWIND,
+        raw=info,
+        model_names=(model,) if model else (),
+        source_id=_headwind_id(info.get(id_field)),
+        source_id_field=id_field,
+        dropped=dropped,
+        errors=errors,
+        rename=_headwind_field,
+    )
 
 
-# --- Audit copy ------------------------------------------------------------------------------------
-def _is_secret(key: str) -> bool:
-    # The same few keys come back in every report of a batch, and in every batch: a short key is folded
-    # and searched once per process (a long one, rare and the client's choice, is not kept).
-    return _is_secret_key(key) if len(key) <= 64 else _folds_to_secret(key)
+def _headwind_field(field: str) -> str:
+    return HEADWIND_FIELDS.get(field, field)
 
 
-def _folds_to_secret(key: str) -> bool:
-    folded = key.lower().replace("_", "").replace("-", "")
-    return any(part in folded for part in SECRET_KEY_PARTS)
-
-
-_is_secret_key = functools.lru_cache(maxsize=4096)(_folds_to_secret)
-
-
-def _has_secrets(value: Any) -> bool:
-    # Loops rather than any(generator): this runs on every report of every batch.
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(key, str) and _is_secret(key):
-                return True
-            if isinstance(item, dict | list) and _has_secrets(item):
-                return True
-        return False
-    if isinstance(value, list):
-        for item in value:
-            if isinstance(item, dict | list) and _has_secrets(item):
-                return True
-    return False
-
-
-def _without_secrets(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_secrets(v) for k, v in value.items() if not (isinstance(k, str) and _is_secret(k))}
-    if isinstance(value, list):
-        return [_without_secrets(v) for v in value]
-    return value
-
-
-def bounded_raw(payload: Any) -> dict | None:
-    """The payload as stored for audit: secrets removed, and at most ``RAW_MAX_BYTES`` of JSON; a larger
-    one is replaced by its size and its top-level keys."""
-    if payload is None:
-        return None
-    # Copied only when there is something to remove: most reports carry no secret.
-    cleaned = _without_secrets(payload) if _has_secrets(payload) else payload
-    if not isinstance(cleaned, dict):
-        cleaned = {"value": cleaned}
-    # surrogatepass: a lone surrogate (refused by the API's parser, not by this function) counts, not crashes.
-    text = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"), default=str)
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size <= RAW_MAX_BYTES:
-        return cleaned
-    return {"truncated": True, "bytes": size, "keys": [str(k)[:100] for k in list(cleaned)[:100]]}
+def _headwind_id(value: Any) -> str:
+    # Headwind's device number is text; a number sent as JSON number is the same id.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _text(value)

@@ -19,6 +19,7 @@ from django.utils.translation import gettext
 from devices.imports import columns as c
 from devices.imports.results import Outcome, RowResult
 from devices.models import Device
+from devices.validators import is_placeholder_serial
 from fleet.models import Fleet, Organisation
 from updates.models import DeviceModel, OSBuild
 
@@ -128,6 +129,12 @@ def parse_row(line: int, cells: list[Any], index: dict[str, int], *, context: Ro
     serial = c.bounded_text(cell("serial"), label=labels["serial"], max_length=64)
     if not serial:
         raise c.CellError(gettext("%(column)s: required.") % {"column": labels["serial"]})
+    if is_placeholder_serial(serial):
+        # "unknown" on every row would make one device of the whole file.
+        raise c.CellError(
+            gettext("%(column)s: %(value)r is a placeholder some phones report, not a serial number.")
+            % {"column": labels["serial"], "value": serial}
+        )
     row = DeviceRow(line=line, serial=serial)
     if (named := cell("organisation")) is not None and c.fold(c.text(named)) not in context.organisation_names:
         raise c.CellError(

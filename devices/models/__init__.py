@@ -5,6 +5,7 @@ which moved here from updates and keep their tables. One module per subject; eve
 from devices.models.checkins import CheckIn
 from devices.models.device import Device
 from devices.models.history import BatteryEvent, StatusChange, Waiver
+from devices.models.identity import DeviceSourceId
 from devices.models.jobs import ImportJob, SweepRange, SweepRun, TaskDelivery
 from devices.models.observed import ObservedBuild
 from devices.models.rejections import PubSubMessage, RejectedMessage
@@ -16,6 +17,7 @@ __all__ = [
     "CheckIn",
     "ComplianceSnapshot",
     "Device",
+    "DeviceSourceId",
     "DeviceTally",
     "ImportJob",
     "ObservedBuild",

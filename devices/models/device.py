@@ -15,7 +15,7 @@ from devices.choices import (
     ComplianceStatus,
     ManagementState,
 )
-from devices.validators import validate_imei
+from devices.validators import validate_imei, validate_serial
 from updates.choices import Channel
 from updates.validators import validate_patch_level_not_in_future
 
@@ -37,7 +37,9 @@ class Device(models.Model):
     fleet = models.ForeignKey(
         "fleet.Fleet", on_delete=models.SET_NULL, null=True, blank=True, related_name="devices", verbose_name=_("fleet")
     )
-    serial = models.CharField(_("serial number"), max_length=64)
+    # A placeholder ("unknown", all zeros...) is refused; a device known only by its MDM's id has a serial
+    # made from it ("headwind:h0042", DeviceSourceId.generated_serial).
+    serial = models.CharField(_("serial number"), max_length=64, validators=[validate_serial])
     # NULL, not "", for a device without IMEI: the per-organisation uniqueness applies only to real IMEIs.
     imei = models.CharField(_("IMEI"), max_length=15, null=True, blank=True, validators=[validate_imei])  # noqa: DJ001
     asset_tag = models.CharField(_("asset tag"), max_length=64, blank=True)
@@ -125,6 +127,15 @@ class Device(models.Model):
     battery_status = models.CharField(
         _("battery status"), max_length=20, choices=BatteryStatus.choices, default=BatteryStatus.UNKNOWN
     )
+    # Identity (devices.checkins.ingest): a report whose IMEI contradicts the device it matched is stored on
+    # it, the device's IMEI left as it was, and the contradiction written here for a person to look at.
+    identity_conflict = models.TextField(
+        _("identity conflict"),
+        blank=True,
+        help_text=_("What the last contradictory report said (e.g. another device's IMEI). Clear it once resolved."),
+    )
+    identity_conflict_at = models.DateTimeField(_("identity conflict seen at"), null=True, blank=True)
+
     is_waived = models.BooleanField(
         _("waived"), default=False, help_text=_("Covered by an active waiver: real status kept, left out of alerts.")
     )

@@ -19,6 +19,7 @@ from tests.factories import (
     BatteryEventFactory,
     CheckInFactory,
     DeviceFactory,
+    DeviceSourceIdFactory,
     FleetFactory,
     OSBuildFactory,
     StatusChangeFactory,
@@ -348,3 +349,22 @@ def test_the_device_admin_is_registered_with_big_table_settings():
     assert device_admin.show_full_result_count is False
     assert device_admin.list_per_page == 50
     assert {"organisation", "fleet", "model__manufacturer", "current_build"} <= set(device_admin.list_select_related)
+
+
+def test_the_device_page_shows_an_identity_conflict_and_its_mdm_ids_and_a_manager_clears_it(client, manager_a, org_a):
+    device = DeviceFactory(
+        organisation=org_a,
+        identity_conflict="A report gave IMEI 490154203237518, which device SN-OTHER has.",
+        identity_conflict_at=timezone.now(),
+    )
+    DeviceSourceIdFactory(device=device, external_id="h0042")
+    client.force_login(manager_a)
+
+    body = client.get(reverse("admin:devices_device_change", args=[device.pk])).content.decode()
+    assert "490154203237518" in body
+    assert "headwind: h0042" in body
+
+    response = _post_device(client, device, identity_conflict="")
+    assert response.status_code == 302
+    device.refresh_from_db()
+    assert (device.identity_conflict, device.identity_conflict_at) == ("", None)

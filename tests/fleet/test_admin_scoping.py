@@ -28,6 +28,7 @@ from tests.factories import (
     CompliancePolicyFactory,
     DeviceFactory,
     DeviceModelFactory,
+    DeviceSourceIdFactory,
     FleetFactory,
     ManufacturerAliasFactory,
     MembershipFactory,
@@ -131,6 +132,7 @@ def one_of_everything(world, manager_a):
     )
     RejectedMessageFactory(organisation=world["a"]["org"])
     PubSubMessageFactory(organisation=world["a"]["org"])
+    DeviceSourceIdFactory(device=world["a"]["device"])
     return world
 
 

@@ -39,6 +39,7 @@ from tests.factories import (
     CompliancePolicyFactory,
     DeviceFactory,
     DeviceModelFactory,
+    DeviceSourceIdFactory,
     FleetFactory,
     MembershipFactory,
     ObservedBuildFactory,
@@ -131,6 +132,7 @@ def _build_organisation(key: str, phone_model: Any, public_build: Any, now: dt.d
         check_in=check_in,
         battery_event=BatteryEventFactory(device=device, part_serial=f"{marker}-BAT", reason=f"{marker} swap"),
         status_change=StatusChangeFactory(device=device, reason=f"{marker} moved"),
+        source_id=DeviceSourceIdFactory(device=device, external_id=f"{marker}-HW-ID"),
         waiver=Waiver.objects.create(
             organisation=org, device=device, reason=f"{marker} field trial", expires_at=now + dt.timedelta(days=30)
         ),

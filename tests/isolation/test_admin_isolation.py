@@ -71,6 +71,7 @@ ADMIN = {
     "devices.device": tenant("device", MANAGER, MANAGER, MANAGER),
     "devices.checkin": tenant("check_in", *READ_ONLY_RECORDS),
     "devices.statuschange": tenant("status_change", *READ_ONLY_RECORDS),
+    "devices.devicesourceid": tenant("source_id", *READ_ONLY_RECORDS),
     "devices.batteryevent": tenant("battery_event", MANAGER, MANAGER, MANAGER),
     # Revoking keeps the record; deleting one is an operator's clean-up.
     "devices.waiver": tenant("waiver", MANAGER, MANAGER, SUPERUSER),
@@ -156,6 +157,7 @@ ACTIONS = {
     ("devices.device", "record_battery_replacement"): "change",
     ("devices.device", "retire"): "change",
     ("devices.batteryevent", "delete_selected"): "delete",
+    ("devices.devicesourceid", "delete_selected"): "delete",
     ("devices.waiver", "delete_selected"): "delete",
     ("devices.waiver", "revoke_selected"): "change",
     ("devices.compliancesnapshot", "delete_selected"): "delete",

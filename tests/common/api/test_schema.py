@@ -122,3 +122,33 @@ def test_id_filters_declare_that_ids_start_at_one(schema):
         assert parameters[name]["minimum"] == 1
     time_to_patch = schema["paths"]["/api/v1/compliance/time-to-patch/"]["get"]["parameters"]
     assert next(p for p in time_to_patch if p["name"] == "model")["schema"]["minLength"] == 1
+
+
+def test_every_ingestion_endpoint_documents_its_405_413_and_415_bodies(schema):
+    for path in ("/api/v1/checkins/", "/api/v1/ingest/amapi/", "/api/v1/ingest/headwind/"):
+        responses = schema["paths"][path]["post"]["responses"]
+        for code in ("405", "413", "415"):
+            body = responses[code]["content"]["application/json"]["schema"]
+            assert body == {"$ref": "#/components/schemas/Error"}, (path, code)
+    assert set(schema["components"]["schemas"]["Error"]["properties"]) == {"detail"}
+
+
+def test_the_foreign_ingestion_bodies_are_described_as_their_senders_send_them(schema):
+    components = schema["components"]["schemas"]
+
+    def options(path: str) -> list[dict]:
+        ref = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        return components[ref.rsplit("/", 1)[1]]["oneOf"]
+
+    amapi = {option.get("$ref", "array").rsplit("/", 1)[-1] for option in options("/api/v1/ingest/amapi/")}
+    assert amapi == {"AmapiDeviceRequest", "array", "PubSubPushEnvelopeRequest"}
+    device = components["AmapiDeviceRequest"]["properties"]
+    assert {"name", "lastStatusReportTime", "hardwareInfo", "softwareInfo", "networkInfo"} <= set(device)
+    assert "serialNumber" in components["AmapiHardwareInfoRequest"]["properties"]
+    assert "securityPatchLevel" in components["AmapiSoftwareInfoRequest"]["properties"]
+    assert components["PubSubPushEnvelopeRequest"]["required"] == ["message"]
+    headwind = {option.get("$ref", "array").rsplit("/", 1)[-1] for option in options("/api/v1/ingest/headwind/")}
+    assert headwind == {"HeadwindDeviceInfoRequest", "array"}
+    assert {"deviceId", "serial", "imei", "batteryLevel"} <= set(components["HeadwindDeviceInfoRequest"]["properties"])
+    # The request bodies are not the answers' fields.
+    assert "status" not in components["HeadwindDeviceInfoRequest"]["properties"]

@@ -123,7 +123,7 @@ def test_a_batch_answers_per_item_and_one_bad_item_never_loses_the_good_ones(rep
     devices = DeviceFactory.create_batch(3, organisation=org_a, model=phone_model)
     batch = [
         report(devices[0].serial),
-        report(devices[1].serial, imei="356938035643808"),  # bad check digit
+        report(devices[1].serial, battery_level=101),
         report("NEVER-SEEN"),
         report(devices[2].serial),
         report(devices[0].serial),  # the same report again, inside the batch
@@ -135,7 +135,7 @@ def test_a_batch_answers_per_item_and_one_bad_item_never_loses_the_good_ones(rep
     body = response.json()
     assert [r["index"] for r in body["results"]] == [0, 1, 2, 3, 4]
     assert [r["status"] for r in body["results"]] == ["created", "error", "error", "created", "duplicate"]
-    assert list(body["results"][1]["errors"]) == ["imei"]
+    assert list(body["results"][1]["errors"]) == ["battery_level"]
     assert (body["created"], body["duplicates"], body["errors"]) == (2, 1, 2)
     assert CheckIn.objects.filter(device__in=[devices[0], devices[2]]).count() == 2
     assert not CheckIn.objects.filter(device=devices[1]).exists()

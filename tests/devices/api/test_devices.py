@@ -392,3 +392,10 @@ def test_a_moment_before_year_one_in_utc_is_a_400_naming_the_filter(mdm_a, devic
     response = mdm_a.get("/api/v1/devices/", {"last_check_in_before": "0001-01-01T00:00:00+01:00"})
     assert response.status_code == 400
     assert list(response.json()) == ["last_check_in_before"]
+
+
+def test_enrolling_a_placeholder_serial_is_a_400_naming_the_serial(mdm_a):
+    response = mdm_a.post("/api/v1/devices/", {"serial": "unknown", "imei": "356938035643809"}, format="json")
+
+    assert response.status_code == 400
+    assert "placeholder" in response.json()["serial"][0]

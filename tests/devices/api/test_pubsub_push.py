@@ -270,7 +270,8 @@ def test_a_device_that_fails_validation_is_acknowledged_recorded_and_listed(push
     client, secret = push_client
     device = amapi_device()
     device["hardwareInfo"]["serialNumber"] = ""
-    device["networkInfo"]["imei"] = "35693803564380X"  # junk: no identity left
+    device["networkInfo"]["imei"] = "35693803564380X"  # junk
+    del device["name"]  # and no MDM id: no identity left
 
     response = push(client, envelope(device), secret=secret)
 

@@ -179,15 +179,22 @@ def test_a_device_is_found_by_imei_alone(catalogue):
     assert result.device_id == device.pk
 
 
-def test_a_report_naming_two_devices_by_serial_and_imei_is_an_error(catalogue):
+def test_a_report_whose_imei_is_another_devices_is_stored_on_its_serials_device_and_flagged(catalogue):
     one = DeviceFactory(model=catalogue[0])
     other = DeviceFactory(model=catalogue[0], organisation=one.organisation)
+    own_imei = one.imei
 
     [result] = ingest(one.organisation, [(DeviceIdentity(serial=one.serial, imei=other.imei), report(T1))])
 
-    assert result.status == ItemStatus.ERROR
-    assert "imei" in result.errors
-    assert not CheckIn.objects.exists()
+    assert result.status == ItemStatus.CREATED
+    assert result.device_id == one.pk
+    assert other.serial in result.warnings["imei"][0]
+    one.refresh_from_db()
+    assert one.imei == own_imei  # not overwritten
+    assert one.battery_level_pct == 80  # the rest of the report is the device's
+    assert other.imei in one.identity_conflict and other.serial in one.identity_conflict
+    assert one.identity_conflict_at == NOW
+    assert not CheckIn.objects.filter(device=other).exists()
 
 
 def test_an_unknown_device_is_an_error_without_the_enrol_scope(catalogue):
@@ -374,6 +381,63 @@ def test_the_number_of_statements_does_not_grow_with_the_batch(catalogue, django
 
     assert {r.status for r in results + enrolled} == {ItemStatus.CREATED}
     assert CheckIn.objects.count() == 2020
+
+
+def _headwind_batch(prefix: str, size: int, at: dt.datetime, imei_of=None):
+    # Headwind phones sending the placeholder serial "unknown": known by their deviceId alone.
+    return [
+        DeviceIdentity(source=CheckInSource.HEADWIND, source_id=f"{prefix}{i}", imei=imei_of(i) if imei_of else None)
+        for i in range(size)
+    ], [dataclasses.replace(report(at, ""), source=CheckInSource.HEADWIND) for _ in range(size)]
+
+
+def test_the_number_of_statements_stays_constant_with_mdm_ids_enrolment_and_conflicts(
+    catalogue, django_assert_max_num_queries
+):
+    org = OrganisationFactory()
+
+    def run(prefix: str, size: int, at: dt.datetime, **kwargs):
+        identities, reports = _headwind_batch(prefix, size, at, kwargs.pop("imei_of", None))
+        return ingest(org, list(zip(identities, reports, strict=True)), can_enrol=True, **kwargs)
+
+    # Enrolment by MDM id: the id lookup and its upsert are one statement each, whatever the size.
+    with django_assert_max_num_queries(16) as small_enrol:
+        run("s", 10, T1)
+    with django_assert_max_num_queries(len(small_enrol)):
+        enrolled = run("l", 1000, T1)
+    # Later reports: found by their MDM id, nothing to upsert.
+    with django_assert_max_num_queries(len(small_enrol)) as small_again:
+        run("s", 10, T2)
+    with django_assert_max_num_queries(len(small_again)):
+        again = run("l", 1000, T2)
+    assert [r.device_id for r in again] == [r.device_id for r in enrolled]
+    assert Device.objects.filter(organisation=org).count() == 1010
+
+    # Reports whose IMEI is another device's: the MDM ids move to the IMEIs' owners (a placeholder serial:
+    # the IMEI wins over the MDM id) in the one upsert, and the flags are one UPDATE, whatever the size.
+    owners = DeviceFactory.create_batch(1010, organisation=org, model=catalogue[0])
+    imeis = [d.imei for d in owners]
+    with django_assert_max_num_queries(len(small_enrol)) as small_moved:
+        run("s", 10, T3, imei_of=lambda i: imeis[1000 + i])
+    with django_assert_max_num_queries(len(small_moved)):
+        flagged = run("l", 1000, T3, imei_of=lambda i: imeis[i])
+    owners = owners[:1000]
+    assert {r.device_id for r in flagged} == {d.pk for d in owners}
+
+    # Reports matched by serial carrying another device's IMEI: flagged in one UPDATE, whatever the size.
+    def contradicting(devices, at):
+        return [
+            (DeviceIdentity(serial=d.serial, imei=devices[(n + 1) % len(devices)].imei), report(at))
+            for n, d in enumerate(devices)
+        ]
+
+    small_devices, large_devices = owners[:10], owners[10:1000]
+    with django_assert_max_num_queries(14) as small_flagged:
+        ingest(org, contradicting(small_devices, NOW))
+    with django_assert_max_num_queries(len(small_flagged)):
+        results = ingest(org, contradicting(large_devices, NOW))
+    assert all(r.warnings and "imei" in r.warnings for r in results)
+    assert Device.objects.filter(pk__in=[d.pk for d in large_devices]).exclude(identity_conflict="").count() == 990
 
 
 @pytest.mark.postgres

@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
+from devices.checkins.audit import RAW_MAX_BYTES
 from devices.checkins.parsers import (
     AMAPI_FIELDS,
     FUTURE_TOLERANCE,
     HEADWIND_FIELDS,
     NON_FIELD,
-    RAW_MAX_BYTES,
     ParsedReport,
     PayloadError,
     decode_pubsub,

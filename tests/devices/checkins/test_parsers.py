@@ -9,12 +9,11 @@ import json
 import pytest
 from django.utils import timezone
 
+from devices.checkins.audit import RAW_MAX_BYTES, bounded_raw
 from devices.checkins.parsers import (
     _NATIVE,
-    RAW_MAX_BYTES,
     PayloadError,
     _fast_validate,
-    bounded_raw,
     decode_pubsub,
     parse_amapi,
     parse_headwind,
@@ -104,8 +103,10 @@ def test_a_native_report_becomes_a_report_and_an_identity():
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
-        ({"imei": "356938035643808"}, "imei"),  # bad check digit
-        ({"imei": "12345"}, "imei"),
+        # An IMEI is the only identity left: its reason is the error (with a serial, a warning: below).
+        ({"serial": "", "imei": "356938035643808"}, "imei"),  # bad check digit
+        ({"serial": "", "imei": "12345"}, "imei"),
+        ({"serial": "unknown", "imei": None}, "serial"),
         ({"reported_at": "2024-03-01T08:30:00"}, "reported_at"),  # no offset
         ({"reported_at": "yesterday"}, "reported_at"),
         ({"reported_at": (timezone.now() + dt.timedelta(hours=1)).isoformat()}, "reported_at"),
@@ -204,8 +205,9 @@ def test_an_amapi_error_names_the_field_as_amapi_spells_it():
     assert list(parse_amapi(device).errors) == ["softwareInfo.securityPatchLevel"]
 
 
-def test_an_amapi_device_without_serial_or_imei_is_an_error():
+def test_an_amapi_device_without_serial_imei_or_name_is_an_error():
     device = amapi_device(hardwareInfo={"model": "X"}, networkInfo={})
+    del device["name"]
 
     assert "hardwareInfo.serialNumber" in parse_amapi(device).errors
 
@@ -260,10 +262,10 @@ def test_a_headwind_timestamp_in_milliseconds_dates_the_report():
     assert parsed.report.reported_at == dt.datetime(2024, 3, 1, 8, 30, tzinfo=dt.UTC)
 
 
-def test_a_headwind_report_with_a_bad_imei_names_it():
-    parsed = parse_headwind({"serial": "HW-1", "imei": "123"}, received_at=timezone.now())
+def test_a_headwind_report_with_a_bad_imei_and_nothing_else_to_name_the_device_names_it():
+    parsed = parse_headwind({"serial": "unknown", "imei": "123"}, received_at=timezone.now())
 
-    assert list(parsed.errors) == ["imei"]
+    assert set(parsed.errors) == {"serial", "imei"}
 
 
 # --- Audit copy ------------------------------------------------------------------------------------

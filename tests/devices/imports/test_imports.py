@@ -466,3 +466,11 @@ def test_a_model_code_alias_and_a_manufacturer_alias_name_the_model_in_an_import
 
     assert result.counts()["created"] == 2, [row.message for row in result.failures]
     assert set(Device.objects.filter(serial__in=["CZ5-10", "CZ5-11"]).values_list("model", flat=True)) == {core_z5.pk}
+
+
+def test_a_row_with_a_placeholder_serial_fails_and_the_others_are_imported(org_a, core_z5):
+    result = devices_import(organisation=org_a, data=b"serial,model\nunknown,Core-Z5\nREAL-1,Core-Z5\n")
+
+    assert result.counts()["created"] == 1
+    failed = [row for row in result.rows if row.outcome == Outcome.FAILED]
+    assert len(failed) == 1 and "placeholder" in failed[0].message
