@@ -78,8 +78,9 @@ class ManagementState(models.TextChoices):
 
 
 class RejectionKind(models.TextChoices):
-    """Why a message was acknowledged without being applied."""
+    """Why a message was acknowledged without being applied (or, for WARNING, applied with something dropped)."""
 
     PAYLOAD = "payload", _("Unreadable payload")
     DEVICE = "device", _("Invalid device report")
     INGEST = "ingest", _("Refused by the ingestion")
+    WARNING = "warning", _("Stored, with a field dropped or in doubt")

@@ -129,6 +129,21 @@ def _ingest_once(*, organisation_id: int, api_client_id: int | None, envelope: d
     )
     if item.status == ItemStatus.ERROR:
         return reject(RejectionKind.INGEST, item.errors or {}, device)
+    # Nobody reads Pub/Sub's answers: what the report lost or left in doubt (a junk IMEI dropped, an IMEI that
+    # contradicts its device) is recorded beside the rejections. An unknown model is not: the device keeps
+    # the name it reported (Device.reported_model), and every report of it would repeat the same warning.
+    doubts = {field: reasons for field, reasons in (item.warnings or {}).items() if field != "model"}
+    if doubts:
+        RejectedMessage.objects.create(
+            organisation_id=organisation_id,
+            api_client_id=api_client_id,
+            source=CheckInSource.AMAPI,
+            notification_type=kind,
+            message_id=message_id,
+            kind=RejectionKind.WARNING,
+            errors=doubts,
+            raw=bounded_raw(device),
+        )
     result.status, result.item = item.status, item
     return result
 

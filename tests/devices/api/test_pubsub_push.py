@@ -310,6 +310,33 @@ def test_a_device_the_ingestion_refuses_is_recorded_too(org_a, xcover):
     assert RejectedMessage.objects.get().kind == "ingest"
 
 
+def test_a_report_stored_with_a_junk_field_dropped_is_recorded_as_a_warning(push_client, org_a, xcover):
+    client, secret = push_client
+    DeviceFactory(organisation=org_a, model=xcover.model, serial="R58N12ABCDE", imei=None)
+    device = amapi_device(networkInfo={"imei": "99000012345678"})  # an MEID where the IMEI goes
+
+    response = push(client, envelope(device), secret=secret)
+
+    assert response.status_code == 201, response.json()
+    assert CheckIn.objects.filter(device__serial="R58N12ABCDE").count() == 1
+    recorded = RejectedMessage.objects.get()
+    assert (recorded.kind, recorded.message_id, recorded.api_client) == ("warning", "136969346945", client)
+    assert list(recorded.errors) == ["networkInfo.imei"]
+    assert "MEID" in recorded.errors["networkInfo.imei"][0]
+
+
+def test_a_clean_report_and_an_unknown_model_record_no_warning(push_client, org_a):
+    client, secret = push_client
+    device = amapi_device()
+    device["hardwareInfo"]["model"] = "SM-X930"  # not in the catalogue: kept as reported_model, no record
+
+    response = push(client, envelope(device), secret=secret)
+
+    assert response.status_code == 201, response.json()
+    assert Device.objects.get().reported_model.endswith("SM-X930")
+    assert not RejectedMessage.objects.exists()
+
+
 def test_the_rejected_messages_of_another_organisation_are_not_listed(org_a, org_b, http):
     RejectedMessage.objects.create(organisation=org_b, kind="payload", errors={"message.data": ["x"]})
     _reader, token = make_client(org_a, "Reader", ["read"])
