@@ -53,10 +53,14 @@ class Device(models.Model):
         verbose_name=_("model"),
         db_index=False,  # (model, current_build) leads with it
     )
+    # Columns added after devices first shipped carry a database default as well (db_default): a row written
+    # by a process that predates them (a rolling deploy) or by set-based SQL (bench/fleet_data.py) stays valid.
     reported_model = models.CharField(
         _("reported model"),
         max_length=150,
         blank=True,
+        default="",
+        db_default="",
         help_text=_(
             "The model name its last report gave, as given; a device whose model the catalogue did not know "
             "gets it as soon as the catalogue learns this name."
@@ -71,6 +75,7 @@ class Device(models.Model):
         max_length=10,
         choices=ManagementState.choices,
         default=ManagementState.ACTIVE,
+        db_default=ManagementState.ACTIVE,
         blank=True,
     )
     management_state_since = models.DateTimeField(_("management state since"), null=True, blank=True)
@@ -132,6 +137,8 @@ class Device(models.Model):
     identity_conflict = models.TextField(
         _("identity conflict"),
         blank=True,
+        default="",
+        db_default="",
         help_text=_("What the last contradictory report said (e.g. another device's IMEI). Clear it once resolved."),
     )
     identity_conflict_at = models.DateTimeField(_("identity conflict seen at"), null=True, blank=True)
