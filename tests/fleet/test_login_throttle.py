@@ -206,9 +206,13 @@ def test_the_locked_message_is_translated(manager) -> None:
     for _ in range(5):
         attempt(Client(), "wrong")
 
-    page = Client().post(
-        LOGIN, {"username": "manager-a", "password": PASSWORD}, REMOTE_ADDR="203.0.113.7", HTTP_ACCEPT_LANGUAGE="fr"
-    ).content.decode()
+    page = (
+        Client()
+        .post(
+            LOGIN, {"username": "manager-a", "password": PASSWORD}, REMOTE_ADDR="203.0.113.7", HTTP_ACCEPT_LANGUAGE="fr"
+        )
+        .content.decode()
+    )
 
     assert "Trop de tentatives de connexion échouées" in page
 
