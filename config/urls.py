@@ -19,9 +19,13 @@ api_v1 = [
     path("", include("devices.api.urls")),
     path("", include("devices.api.ingest_urls")),
     path("schema/", SpectacularAPIView.as_view(**_public), name="api-schema"),
-    # The split view serves Swagger UI's start-up script as a file of its own (docs/?script), not inline: the
-    # Content-Security-Policy allows no inline script.
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema", **_public), name="api-docs"),
+    # The split view serves Swagger UI's start-up script as a file of its own (docs/?script), and our template its
+    # page style: the Content-Security-Policy allows no inline script or style element.
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api_docs/swagger_ui.html", **_public),
+        name="api-docs",
+    ),
 ]
 
 # Admin pages of models that moved app in issue "One house" (#13): old bookmarks and links in mail already sent
