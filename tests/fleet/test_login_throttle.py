@@ -128,6 +128,22 @@ def test_a_rotating_forged_x_forwarded_for_is_still_locked_behind_the_proxy(mana
     assert "Login is locked for 15 minutes" in sixth.content.decode()
 
 
+def test_a_forged_header_sent_straight_past_the_proxy_is_still_stopped_by_the_username_lock(manager, settings) -> None:
+    """Should the web process be reachable without the proxy, a new forged address per attempt escapes the pair and
+    address counts, not the username's: 20 failures, then the username is refused wherever it comes from."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    for n in range(20):
+        Client(HTTP_X_FORWARDED_FOR=f"192.0.2.{n}").post(
+            LOGIN, {"username": "manager-a", "password": "wrong"}, REMOTE_ADDR="198.51.100.66"
+        )
+
+    refused = Client(HTTP_X_FORWARDED_FOR="192.0.2.200").post(
+        LOGIN, {"username": "manager-a", "password": PASSWORD, "next": "/admin/"}, REMOTE_ADDR="198.51.100.66"
+    )
+
+    assert "Login is locked for 15 minutes" in refused.content.decode()
+
+
 def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(manager, settings) -> None:
     """TRUSTED_PROXY_COUNT=0 (the default): whatever the client writes in the header, its socket address counts."""
     for n in range(5):
