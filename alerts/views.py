@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +14,7 @@ from alerts import digests
 from alerts.choices import UnsubscribeVia
 from alerts.models import AlertSubscription
 from alerts.services import subscription_unsubscribe
+from common.client import client_address
 
 TEMPLATE = "alerts/unsubscribe.html"
 
@@ -23,13 +22,6 @@ TEMPLATE = "alerts/unsubscribe.html"
 def _page(request: HttpRequest, state: str, *, status: int = 200, **context: object) -> HttpResponse:
     context = {"state": state, "max_age_days": settings.DIGEST_UNSUBSCRIBE_MAX_AGE_DAYS, **context}
     return render(request, TEMPLATE, context, status=status)
-
-
-def _client_address(request: HttpRequest) -> str | None:
-    try:
-        return str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
-    except ValueError:
-        return None
 
 
 # The signed token is the credential, and unsubscribing is harmless and idempotent: no CSRF cookie, so the
@@ -59,7 +51,7 @@ def unsubscribe(request: HttpRequest, subscription_id: int, token: str) -> HttpR
             address=link.address,
             via=UnsubscribeVia.ONE_CLICK if one_click else UnsubscribeVia.PAGE,
             link_signed_at=link.signed_at,
-            client_address=_client_address(request),
+            client_address=client_address(request),
             user_agent=request.headers.get("User-Agent", ""),
         )
         return _page(request, "done", subscription=subscription, address=link.address)

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "django_celery_beat",
     "updates",
     "fleet",
@@ -58,6 +59,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that every response carries the Content-Security-Policy, the probes' and the 503 pages included.
+    "csp.middleware.CSPMiddleware",
     # First: probes are answered before the HTTPS redirect and the ALLOWED_HOSTS check (config.health),
     # and request metrics and the request id cover everything after them.
     "config.health.ProbeMiddleware",
@@ -164,6 +167,8 @@ USE_TZ = True
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+# Static files of no app: the API docs' style sheet (config.urls).
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -326,11 +331,63 @@ X_FRAME_OPTIONS = "DENY"
 # internal network (config.health.ProbeMiddleware also answers the probes before this redirect).
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
-# Admin login throttling (fleet.login_throttle): failures per username and per client address.
+# The client's address (common.client): the number of reverse proxies in front of the web process, each appending
+# to X-Forwarded-For; the Nth address from the right is the client's. 0: the socket's peer, X-Forwarded-For ignored.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT must be 0 or a number of proxies, not {TRUSTED_PROXY_COUNT}.")
+if env.str("ADMIN_LOGIN_CLIENT_IP_HEADER", default=""):
+    # A header named by the operator was believed whoever sent it (a request reaching gunicorn directly could
+    # rotate it at will): refused rather than silently ignored, so nobody upgrades into a weaker throttle.
+    raise ImproperlyConfigured(
+        "ADMIN_LOGIN_CLIENT_IP_HEADER is no longer supported: unset it and set TRUSTED_PROXY_COUNT to the number "
+        "of reverse proxies in front of FleetPatch (1 for one proxy appending to X-Forwarded-For), see "
+        "docs/operations.md, 'Behind a reverse proxy'."
+    )
+
+# Content-Security-Policy on every response (django-csp: Django 5.2 has none of its own, 6.0 will). Nothing inline
+# runs: scripts and style sheets come from our own static files, the API docs' Swagger UI included (drf-spectacular's
+# split view serves its start-up script as a file). Only style="" attributes are allowed (the dashboard's bars and
+# colours, the admin's own): they cannot run code. The digest Preview replaces this with a sandbox (alerts.admin).
+_csp_script_sources = ["'self'"]
+if _swagger_ui_dist != "SIDECAR":
+    _csp_script_sources.append(_swagger_ui_dist.rstrip("/") + "/")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": _csp_script_sources,
+        "style-src": _csp_script_sources,
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Admin login throttling (fleet.login_throttle), all counted over a window of ADMIN_LOGIN_LOCKOUT_MINUTES: failures
+# for one username from one address (that pair is locked), from one address whatever the username (password
+# spraying: the address is locked), for one username from anywhere, and in total (a distributed attack: only
+# addresses the user signed in from before still get in).
 ADMIN_LOGIN_MAX_FAILURES = env.int("ADMIN_LOGIN_MAX_FAILURES", default=5)
+ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS = env.int("ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS", default=20)
+ADMIN_LOGIN_MAX_FAILURES_PER_USERNAME = env.int("ADMIN_LOGIN_MAX_FAILURES_PER_USERNAME", default=20)
+ADMIN_LOGIN_MAX_FAILURES_GLOBAL = env.int("ADMIN_LOGIN_MAX_FAILURES_GLOBAL", default=200)
 ADMIN_LOGIN_LOCKOUT_MINUTES = env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15)
-# Behind a proxy every client's REMOTE_ADDR is the proxy's: name the header it puts the client's address in.
-ADMIN_LOGIN_CLIENT_IP_HEADER = env.str("ADMIN_LOGIN_CLIENT_IP_HEADER", default="")
+# How long an address a user signed in from stays "known" to that user (exempt from the username and global locks).
+ADMIN_LOGIN_KNOWN_ADDRESS_DAYS = env.int("ADMIN_LOGIN_KNOWN_ADDRESS_DAYS", default=30)
+for _name in (
+    "ADMIN_LOGIN_MAX_FAILURES",
+    "ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS",
+    "ADMIN_LOGIN_MAX_FAILURES_PER_USERNAME",
+    "ADMIN_LOGIN_MAX_FAILURES_GLOBAL",
+    "ADMIN_LOGIN_LOCKOUT_MINUTES",
+):
+    if vars()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be a positive number, not {vars()[_name]}.")
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -21,6 +21,7 @@ ENVIRONMENT = {
     "POSTGRES_PASSWORD": "compose-test-password",
     "ALLOWED_HOSTS": "fleetpatch.example.org",
     "SITE_URL": "https://fleetpatch.example.org",
+    "PROXY_SITE_ADDRESS": "fleetpatch.example.org",
 }
 
 
@@ -51,7 +52,7 @@ def compose(tmp_path: Path) -> dict:
 
 
 def test_compose_file_declares_the_production_services(compose: dict) -> None:
-    assert set(compose["services"]) == APP_SERVICES | {"postgres", "redis", "mailpit"}
+    assert set(compose["services"]) == APP_SERVICES | {"postgres", "redis", "mailpit", "proxy"}
     assert compose["services"]["postgres"]["image"] == "postgres:15"
     assert compose["services"]["redis"]["image"] == "redis:7"
     assert compose["services"]["mailpit"]["image"].startswith("axllent/mailpit")
@@ -144,3 +145,69 @@ def test_every_task_is_routed_to_a_queue_by_its_kind() -> None:
     assert ours == set(expected), "decide which queue a new task belongs to (CELERY_TASK_ROUTES) and add it here"
     for name, queue in expected.items():
         assert route({}, name)["queue"].name == queue, name
+
+
+def published_ports(service: dict) -> list[tuple[str, str]]:
+    """(host address, host port) of each port a service publishes; "" is every interface of the host."""
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append((port.get("host_ip", ""), str(port["published"])))
+            continue
+        parts = str(port).split("/")[0].split(":")
+        found.append((parts[0], parts[1]) if len(parts) == 3 else ("", parts[0]))
+    return found
+
+
+def test_only_the_proxy_is_published_and_the_mail_catcher_on_loopback_only(compose: dict) -> None:
+    """gunicorn believes X-Forwarded-For from its one trusted proxy: reachable directly, anyone could write it.
+    Mailpit's UI shows every digest and every unsubscribe link."""
+    services = compose["services"]
+
+    assert published_ports(services["proxy"]) == [("", "80"), ("", "443")]
+    assert published_ports(services["mailpit"]) == [("127.0.0.1", "8025")]
+    for name, service in services.items():
+        if name not in {"proxy", "mailpit"}:
+            assert published_ports(service) == [], f"{name} must not be published"
+    assert services["web"]["environment"]["TRUSTED_PROXY_COUNT"] == "1"
+    assert services["proxy"]["environment"]["PROXY_SITE_ADDRESS"] == "fleetpatch.example.org"
+    assert any(volume.endswith(":/etc/caddy/Caddyfile:ro") for volume in _volumes(services["proxy"]))
+
+
+def _volumes(service: dict) -> list[str]:
+    return [
+        volume
+        if isinstance(volume, str)
+        else f"{volume['source']}:{volume['target']}{':ro' if volume.get('read_only') else ''}"
+        for volume in service.get("volumes", [])
+    ]
+
+
+def test_compose_refuses_to_start_without_the_proxy_site_address(tmp_path: Path) -> None:
+    environment = {name: value for name, value in ENVIRONMENT.items() if name != "PROXY_SITE_ADDRESS"}
+
+    result = docker_compose_config(tmp_path, **environment)
+
+    assert result.returncode != 0
+    assert "PROXY_SITE_ADDRESS" in result.stderr
+
+
+def test_the_caddyfile_is_valid_for_caddy(tmp_path: Path) -> None:
+    binary = shutil.which("caddy")
+    require_service(binary is not None, "caddy is not installed (apt-get install caddy)")
+    assert binary is not None
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path)}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    env["PROXY_SITE_ADDRESS"] = "fleetpatch.example.org"
+
+    result = subprocess.run(
+        [binary, "validate", "--adapter", "caddyfile", "--config", str(ROOT / "deploy" / "Caddyfile")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Valid configuration" in result.stdout + result.stderr
