@@ -24,6 +24,7 @@ from django.db.models import Q, QuerySet
 from django.utils.functional import cached_property
 from django.utils.translation import gettext
 
+from common.forms import EdgeFormMixin, edge_form
 from fleet.selectors import organisation_ids_for_request
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ class OrganisationScopedAdmin(admin.ModelAdmin):
         form_class = super().get_form(request, obj, change, **kwargs)
         model_admin = self
 
-        class OrganisationCheckedForm(form_class):
+        class OrganisationCheckedForm(EdgeFormMixin, form_class):
             def _post_clean(self) -> None:
                 # The instance now holds the submitted values: check them, not the widgets' choices.
                 super()._post_clean()
@@ -237,6 +238,17 @@ class CatalogueAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return is_superuser(request)
+
+    def get_form(self, request: HttpRequest, obj: models.Model | None = None, change: bool = False, **kwargs: Any):
+        return edge_form(super().get_form(request, obj, change, **kwargs))
+
+
+class EdgeInlineMixin:
+    """Inline forms follow the edge's rules too (:class:`common.forms.EdgeFormMixin`)."""
+
+    def get_formset(self, request: HttpRequest, obj: models.Model | None = None, **kwargs: Any):
+        kwargs.setdefault("form", edge_form(self.form))  # type: ignore[attr-defined]
+        return super().get_formset(request, obj, **kwargs)  # type: ignore[misc]
 
 
 class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
