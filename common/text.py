@@ -28,8 +28,9 @@ def fold_key(text: str) -> str:
 # What a spreadsheet may run as a formula when a cell starts with it, fullwidth forms included (Excel and
 # LibreOffice read "＝1+1" as "=1+1"), and the control characters that start a formula after a tab or return.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
-# What the XLSX format cannot hold at all: C0 control characters other than tab, newline and return.
-XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# What the XLSX format cannot hold at all (XML 1.0's Char production): C0 control characters other than tab,
+# newline and return, lone surrogates, U+FFFE and U+FFFF; a file holding one is not well-formed.
+XLSX_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def inert_cell(text: str) -> str:
