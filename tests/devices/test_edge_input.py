@@ -249,3 +249,19 @@ def test_an_admin_change_with_a_control_character_is_refused_on_its_field(client
     assert response.status_code == 200
     assert "name" in response.context["adminform"].form.errors
     assert Fleet.objects.get(pk=fleet.pk).name == "North"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "patch_level_before=0001-01-01",
+        "patch_level_before=9999-12-31",
+        "last_check_in_before=0001-01-01T00:00:00%2B05:00",
+        "last_check_in_before=9999-12-31T23:59:59-05:00",
+    ],
+)
+def test_list_filters_given_dates_at_the_calendars_ends_answer_without_a_500(mdm_a, device_a, query):
+    # Filters only compare: a bound would refuse nothing harmful, so the ends of the calendar are read as given
+    # (or refused as invalid when they cannot be converted to UTC).
+    response = mdm_a.get(f"/api/v1/devices/?{query}")
+    assert response.status_code in (200, 400), response.content
