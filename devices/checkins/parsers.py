@@ -26,7 +26,7 @@ from rest_framework.settings import api_settings
 
 from common.api.fields import AwareDateTimeField, BoundedDateField, TextField
 from common.api.parsers import loads_storable_json
-from common.dates import EARLIEST_DATE, EARLIEST_PATCH_LEVEL
+from common.dates import EARLIEST_DATE, EARLIEST_PATCH_LEVEL, out_of_range
 from common.text import forbidden_character
 from devices.checkins.audit import bounded_raw
 from devices.choices import CheckInSource
@@ -553,6 +553,12 @@ def parse_headwind(info: Any, *, received_at: dt.datetime) -> ParsedReport:
         "agent_version": _text(info.get("launcherVersion"))[:50],
     }
     attrs, dropped, errors = _validate(native, droppable=FOREIGN_DROPPABLE)
+    if isinstance(reported, dt.datetime) and reported.date() < EARLIEST_DATE and (reason := out_of_range(reported)):
+        # A phone whose clock was reset (epoch 0 is 1970) took the report about when it was sent: dated on receipt.
+        attrs, dropped, errors = _validate(
+            {**native, "reported_at": received_at.isoformat()}, droppable=FOREIGN_DROPPABLE
+        )
+        dropped = {**(dropped or {}), "reported_at": [gettext("%(reason)s: it is ignored.") % {"reason": reason}]}
     model = _text(info.get("model"))
     # The launcher sends its id as deviceId; the server's own API and exports call it number.
     id_field = "deviceId" if _text(info.get("deviceId")) else "number"

@@ -265,3 +265,13 @@ def test_list_filters_given_dates_at_the_calendars_ends_answer_without_a_500(mdm
     # (or refused as invalid when they cannot be converted to UTC).
     response = mdm_a.get(f"/api/v1/devices/?{query}")
     assert response.status_code in (200, 400), response.content
+
+
+def test_a_headwind_report_from_a_phone_whose_clock_was_reset_is_dated_on_receipt_with_a_warning(mdm_a):
+    info = {"deviceId": "hw-2", "serial": "EDGE-HW-2", "timestamp": 0, "androidVersion": "12"}
+    before = timezone.now()
+    response = mdm_a.post("/api/v1/ingest/headwind/", info, format="json")
+    assert response.status_code == 201, response.content
+    (warning,) = response.json()["warnings"]["timestamp"]
+    assert "1970-01-01 is before 2000-01-01" in warning
+    assert CheckIn.objects.get().reported_at >= before - dt.timedelta(seconds=1)
