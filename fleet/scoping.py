@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.options import TO_FIELD_VAR
+from django.contrib.admin.options import TO_FIELD_VAR, IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
@@ -62,6 +62,13 @@ class OrganisationScopedAdmin(admin.ModelAdmin):
         if is_superuser(request):
             return queryset
         return queryset.filter(self.scope_filter(organisation_ids_for_request(request, manage=manage)))
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        # A list filter's value reaches the query: PostgreSQL refuses NUL in text outright (a 500). Refused as
+        # any bad filter is (the list says so; an export answers 400).
+        if any("\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values):
+            raise IncorrectLookupParameters(gettext("A filter cannot contain the NUL character."))
+        return super().get_changelist_instance(request)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Autocomplete only serves forms, and only managers write forms: offer what they may pick.
