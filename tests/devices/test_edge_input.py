@@ -20,8 +20,9 @@ from devices.imports.services import battery_replacements_import, devices_import
 from devices.models import BatteryEvent, CheckIn, Device
 from fleet.models import Fleet
 from tests.api_personas import *  # noqa: F403
-from tests.factories import DeviceFactory, FleetFactory
+from tests.factories import DeviceFactory, DeviceModelFactory, FleetFactory
 from updates.catalogue import read_csv
+from updates.models import DeviceModel, ModelAlias
 
 pytestmark = pytest.mark.django_db
 
@@ -286,3 +287,27 @@ def test_an_admin_list_or_export_filtered_with_a_nul_character_answers_without_a
     assert response.status_code == 200
     if table != "batteryevent":
         assert client.get(reverse(f"admin:devices_{table}_export") + f"?{query}").status_code in (200, 400)
+
+
+def test_the_catalogue_admin_and_its_alias_inline_refuse_control_characters_and_year_9999(client, superuser):
+    model = DeviceModelFactory(name="TC21", slug="tc21", launched_on=None)
+    client.force_login(superuser)
+    form = {
+        "manufacturer": model.manufacturer_id,
+        "name": "TC\x1b21",
+        "slug": "tc21",
+        "security_support_until": "9999-12-31",
+        "os_support_until": model.os_support_until.isoformat(),
+        "aliases-TOTAL_FORMS": "1",
+        "aliases-INITIAL_FORMS": "0",
+        "aliases-MIN_NUM_FORMS": "0",
+        "aliases-MAX_NUM_FORMS": "1000",
+        "aliases-0-name": "TC21\x01HC",
+    }
+    response = client.post(reverse("admin:updates_devicemodel_change", args=[model.pk]), form)
+    assert response.status_code == 200
+    assert set(response.context["adminform"].form.errors) == {"name", "security_support_until"}
+    (inline,) = response.context["inline_admin_formsets"]
+    assert "U+0001" in str(inline.formset.errors[0]["name"])
+    assert DeviceModel.objects.get(pk=model.pk).name == "TC21"
+    assert not ModelAlias.objects.exists()
