@@ -4,7 +4,9 @@ an error naming the field and the reason; a secondary field of a report is dropp
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import re
 
 import openpyxl
@@ -17,7 +19,7 @@ from common.dates import validate_date_range
 from common.text import clean_text, forbidden_character
 from devices.choices import BatteryEventKind
 from devices.imports.services import battery_replacements_import, devices_import
-from devices.models import BatteryEvent, CheckIn, Device
+from devices.models import BatteryEvent, CheckIn, Device, PubSubMessage
 from fleet.models import Fleet
 from tests.api_personas import *  # noqa: F403
 from tests.factories import DeviceFactory, DeviceModelFactory, FleetFactory
@@ -311,3 +313,18 @@ def test_the_catalogue_admin_and_its_alias_inline_refuse_control_characters_and_
     assert "U+0001" in str(inline.formset.errors[0]["name"])
     assert DeviceModel.objects.get(pk=model.pk).name == "TC21"
     assert not ModelAlias.objects.exists()
+
+
+def test_pubsub_metadata_holding_a_control_character_is_treated_as_absent(mdm_a):
+    device = {
+        "name": "enterprises/e/devices/d-edge",
+        "hardwareInfo": {"serialNumber": "EDGE-PS-1"},
+        "softwareInfo": {"androidBuildNumber": "B.1"},
+        "lastStatusReportTime": timezone.now().isoformat(),
+    }
+    data = base64.b64encode(json.dumps(device).encode()).decode()
+    envelope = {"message": {"data": data, "messageId": "7\x1b", "attributes": {"notificationType": "STATUS_REPORT"}}}
+    response = mdm_a.post("/api/v1/ingest/amapi/", envelope, format="json")
+    assert response.status_code == 201, response.content
+    assert not PubSubMessage.objects.exists()
+    assert CheckIn.objects.get().device.serial == "EDGE-PS-1"
