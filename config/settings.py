@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "config.health.RequestMetricsMiddleware",
     # Before anything reads the database: resets the replica router's per-request state (common.db_router).
     "common.db_router.ReplicaPinningMiddleware",
+    # A chunked body (no Content-Length) read as sent, or a 411: Django alone reads it as empty.
+    "common.middleware.ChunkedBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -151,8 +151,20 @@ STATUS_CHANGES = ExportTable(
 )
 
 
+def _local(value: dt.datetime) -> dt.datetime:
+    try:
+        return timezone.localtime(value)
+    except (OverflowError, ValueError):  # a row stored at the calendar's end: shown in UTC rather than failing
+        return value
+
+
 def _local_naive(value: dt.datetime) -> dt.datetime:
-    return timezone.localtime(value).replace(tzinfo=None)
+    return _local(value).replace(tzinfo=None)
+
+
+# Excel's calendar: from 1900-03-01 (before it, its 1900 leap-year bug shifts days) to 9999-12-30. A date outside
+# it (a row stored before the edge bounded dates) is written as ISO text, which every spreadsheet shows.
+_EXCEL_FIRST, _EXCEL_LAST = dt.datetime(1900, 3, 1), dt.datetime(9999, 12, 30)
 
 
 # --- CSV -------------------------------------------------------------------------------------------------------
@@ -169,7 +181,7 @@ _CSV_CELL: dict[Kind, Callable[[Any], Any]] = {
     Kind.NUMBER: lambda value: value,
     Kind.BOOLEAN: lambda value: "true" if value else "false",
     Kind.DATE: lambda value: value.isoformat(),
-    Kind.DATETIME: lambda value: timezone.localtime(value).isoformat(timespec="seconds"),
+    Kind.DATETIME: lambda value: _local(value).isoformat(timespec="seconds"),
 }
 
 
@@ -231,7 +243,10 @@ def write_xlsx(table: ExportTable, queryset: QuerySet, *, headers: Sequence[str]
         header_cells.append(cell)
     sheet.append(header_cells)
 
-    def date_cell(value: dt.date, number_format: str) -> WriteOnlyCell:
+    def date_cell(value: dt.date, number_format: str) -> WriteOnlyCell | str:
+        moment = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+        if not _EXCEL_FIRST <= moment <= _EXCEL_LAST:
+            return value.isoformat()
         cell = WriteOnlyCell(sheet, value=value)
         cell.number_format = number_format
         return cell

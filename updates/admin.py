@@ -13,9 +13,11 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from common.forms import EdgeFormMixin
 from fleet.models import Organisation
 from fleet.scoping import (
     CatalogueAdmin,
+    EdgeInlineMixin,
     OrganisationScopedAdmin,
     ScopedRelatedFieldListFilter,
     adopt_saved_instance,
@@ -42,7 +44,7 @@ from updates.services import (
 )
 
 
-class CatalogueInline(admin.TabularInline):
+class CatalogueInline(EdgeInlineMixin, admin.TabularInline):
     """Names in the shared catalogue: every member may read them, only superusers write them."""
 
     extra = 1
@@ -357,7 +359,7 @@ class OSBuildAdmin(OrganisationScopedAdmin):
         )
 
 
-class PinForm(forms.Form):
+class PinForm(EdgeFormMixin, forms.Form):
     organisation = forms.ModelChoiceField(queryset=Organisation.objects.none(), label=_("organisation"))
     note = forms.CharField(label=_("note"), required=False, max_length=255)
 

@@ -19,6 +19,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
+from common.dates import out_of_range
+from common.text import forbidden_character
 from updates.choices import Channel
 
 # endoflife.date's "eol: true" means "ended, date not recorded".
@@ -221,6 +223,8 @@ def _parse_row_date(row: dict, field: str, where: str, *, required: bool = False
             _("%(where)s: %(field)s is not a date (YYYY-MM-DD): %(value)r")
             % {"where": where, "field": field, "value": value}
         )
+    if reason := out_of_range(parsed):
+        raise CatalogueError(f"{where}: {field}: {reason}.")
     return parsed
 
 
@@ -264,6 +268,10 @@ def read_csv(text: str, *, source: str = "csv", ignore_unknown_columns: bool = F
             continue
         where = f"{source} line {line}"
         try:
+            # FleetPatch's one text rule (common.text): a control character in any cell refuses the row.
+            for column, value in row.items():
+                if reason := forbidden_character(value):
+                    raise CatalogueError(f"{where}: {column}: {reason}.")
             if not row.get("manufacturer") or not row.get("model"):
                 raise CatalogueError(_("%(where)s: manufacturer and model are required.") % {"where": where})
             slug = model_slug(row["model"])
@@ -291,6 +299,8 @@ def read_csv(text: str, *, source: str = "csv", ignore_unknown_columns: bool = F
                     )
                 if released.tzinfo is None:
                     released = released.replace(tzinfo=dt.UTC)
+                if reason := out_of_range(released):
+                    raise CatalogueError(f"{where}: released_at: {reason}.")
                 channel = row.get("channel") or Channel.STABLE
                 if channel not in Channel.values:
                     raise CatalogueError(

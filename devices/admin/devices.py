@@ -23,6 +23,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from common.forms import EdgeFormMixin
 from devices.admin.filters import BuildFilter, EndOfSupportFilter, LastSeenFilter, PatchAgeFilter
 from devices.admin.imports import import_urls
 from devices.compliance import engine as compliance
@@ -104,7 +105,7 @@ def device_filtered(request: HttpRequest) -> bool:
     return "device__id__exact" in request.GET
 
 
-class BatteryReplacementForm(forms.Form):
+class BatteryReplacementForm(EdgeFormMixin, forms.Form):
     occurred_on = forms.DateField(label=_("replaced on"), widget=forms.DateInput(attrs={"type": "date"}))
     reason = forms.CharField(label=_("reason"), max_length=255, required=False)
     performed_by = forms.CharField(label=_("performed by"), max_length=200, required=False)
@@ -119,7 +120,7 @@ class BatteryReplacementForm(forms.Form):
         return dt.datetime.combine(self.cleaned_data["occurred_on"], dt.time(12), tzinfo=dt.UTC)
 
 
-class WaiverForm(forms.Form):
+class WaiverForm(EdgeFormMixin, forms.Form):
     reason = forms.CharField(label=_("reason"), max_length=255)
     expires_on = forms.DateField(label=_("expires on"), widget=forms.DateInput(attrs={"type": "date"}))
 

@@ -24,7 +24,10 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
+from common.api.fields import AwareDateTimeField, BoundedDateField, TextField
 from common.api.parsers import loads_storable_json
+from common.dates import EARLIEST_DATE, EARLIEST_PATCH_LEVEL, out_of_range
+from common.text import forbidden_character
 from devices.checkins.audit import bounded_raw
 from devices.choices import CheckInSource
 from devices.validators import is_placeholder_id, is_placeholder_serial, luhn_is_valid, validate_imei
@@ -96,40 +99,24 @@ class PayloadError(Exception):
         self.errors = errors
 
 
-class AwareDateTimeField(serializers.DateTimeField):
-    """An ISO 8601 datetime that must carry its UTC offset: a naive time is ambiguous across a fleet."""
-
-    default_error_messages = {"naive": _("Give the UTC offset (e.g. 2024-01-05T10:00:00Z or +01:00).")}
-
-    def to_internal_value(self, value: Any) -> dt.datetime:
-        if isinstance(value, str):
-            try:
-                parsed = parse_datetime(value)
-            except ValueError:
-                parsed = None
-            if parsed is not None and timezone.is_naive(parsed):
-                self.fail("naive")
-        return super().to_internal_value(value)
-
-
 class CheckInReportSerializer(serializers.Serializer):
     """A check-in report in FleetPatch's own format (``POST /api/v1/checkins/``)."""
 
-    serial = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    imei = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
-    model = serializers.CharField(
+    serial = TextField(max_length=64, required=False, allow_blank=True, default="")
+    imei = TextField(required=False, allow_null=True, allow_blank=True, default=None)
+    model = TextField(
         max_length=300, required=False, allow_blank=True, default="", help_text=_("Used only to enrol a new device.")
     )
     reported_at = AwareDateTimeField()
-    build_number = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    android_version = serializers.CharField(max_length=20, required=False, allow_blank=True, default="")
-    security_patch_level = serializers.DateField(required=False, allow_null=True, default=None)
+    build_number = TextField(max_length=100, required=False, allow_blank=True, default="")
+    android_version = TextField(max_length=20, required=False, allow_blank=True, default="")
+    security_patch_level = BoundedDateField(required=False, allow_null=True, default=None)
     battery_level = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True, default=None)
     battery_health = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True, default=None)
     battery_cycle_count = serializers.IntegerField(
         min_value=0, max_value=2_147_483_647, required=False, allow_null=True, default=None
     )
-    agent_version = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+    agent_version = TextField(max_length=50, required=False, allow_blank=True, default="")
 
     def validate_imei(self, value: str | None) -> str | None:
         if not value:
@@ -166,6 +153,9 @@ _NATIVE = CheckInReportSerializer()
 # (the date, the patch level, the build) stays an error: storing the report without it would mislead.
 NATIVE_DROPPABLE = frozenset({"imei"})
 FOREIGN_DROPPABLE = frozenset({"imei", "battery_level"})
+# Text fields that are not the report's point either: one holding a control character (MDM junk) is dropped
+# with a warning rather than losing the report; anything else wrong with them stays an error.
+TEXT_DROPPABLE = frozenset({"model", "agent_version"})
 
 
 def _validate(
@@ -182,12 +172,18 @@ def _validate(
         return _NATIVE.run_validation(data), None, None
     except serializers.ValidationError as error:
         errors = _messages(error)
-    dropped = {field: reasons for field, reasons in errors.items() if field in droppable}
+    dropped = {
+        field: reasons
+        for field, reasons in errors.items()
+        if field in droppable
+        or (field in TEXT_DROPPABLE and isinstance(data.get(field), str) and forbidden_character(data[field]))
+    }
     if not dropped or len(dropped) < len(errors):
         return None, None, errors
     try:
         # Only droppable fields were wrong: validated again without them (a slow path, for bad items only).
-        return _NATIVE.run_validation({**data, **dict.fromkeys(dropped)}), dropped, None
+        blanks = {field: "" if field in TEXT_DROPPABLE else None for field in dropped}
+        return _NATIVE.run_validation({**data, **blanks}), dropped, None
     except serializers.ValidationError as error:  # pragma: no cover - the fields left were valid above
         return None, None, _messages(error)
 
@@ -226,7 +222,8 @@ def _fast_validate(data: dict) -> dict | None:
         if not isinstance(value, str):
             return None
         value = value.strip()
-        if (max_length is not None and len(value) > max_length) or "\x00" in value:
+        # Not printable (a control character, a return, even a tab): the serializer cleans or refuses it.
+        if (max_length is not None and len(value) > max_length) or not value.isprintable():
             return None
         attrs[name] = value
     imei = data.get("imei")
@@ -254,13 +251,15 @@ def _fast_validate(data: dict) -> dict | None:
         attrs["reported_at"] = parsed.astimezone(dt.UTC)
     except OverflowError:  # "0001-01-01T00:00:00+05:00" is before year 1 in UTC: the serializer explains
         return None
+    if attrs["reported_at"].date() < EARLIEST_DATE:
+        return None
     level = data.get("security_patch_level")
     if level is not None:
         try:
             level = parse_date(level) if isinstance(level, str) else None
         except ValueError:
             return None
-        if level is None or level > now.date() + dt.timedelta(days=1):
+        if level is None or not EARLIEST_PATCH_LEVEL <= level <= now.date() + dt.timedelta(days=1):
             return None
     attrs["security_patch_level"] = level
     return attrs
@@ -301,6 +300,12 @@ def _to_parsed(
             gettext("%(value)r is a placeholder, not an id of the device: it is ignored.") % {"value": external}
         ]
         external = ""
+    if external and (reason := forbidden_character(external)):
+        warnings[source_id_field] = [gettext("%(reason)s: it is ignored.") % {"reason": reason}]
+        external = ""
+    if model_names and (reason := next(filter(None, map(forbidden_character, model_names)), None)):
+        warnings["model"] = [gettext("%(reason)s: it is ignored.") % {"reason": reason}]
+        model_names = ()
     if not serial and not attrs["imei"] and not external:
         missing = {
             field: reasons for field, reasons in warnings.items() if field in ("serial", "imei", source_id_field)
@@ -548,6 +553,12 @@ def parse_headwind(info: Any, *, received_at: dt.datetime) -> ParsedReport:
         "agent_version": _text(info.get("launcherVersion"))[:50],
     }
     attrs, dropped, errors = _validate(native, droppable=FOREIGN_DROPPABLE)
+    if isinstance(reported, dt.datetime) and reported.date() < EARLIEST_DATE and (reason := out_of_range(reported)):
+        # A phone whose clock was reset (epoch 0 is 1970) took the report about when it was sent: dated on receipt.
+        attrs, dropped, errors = _validate(
+            {**native, "reported_at": received_at.isoformat()}, droppable=FOREIGN_DROPPABLE
+        )
+        dropped = {**(dropped or {}), "reported_at": [gettext("%(reason)s: it is ignored.") % {"reason": reason}]}
     model = _text(info.get("model"))
     # The launcher sends its id as deviceId; the server's own API and exports call it number.
     id_field = "deviceId" if _text(info.get("deviceId")) else "number"

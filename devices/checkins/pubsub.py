@@ -28,6 +28,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from common import bulk
+from common.text import forbidden_character
 from devices.checkins.ingest import ItemResult, ItemStatus, Submission, checkins_ingest
 from devices.checkins.parsers import PayloadError, bounded_raw, decode_pubsub, parse_amapi
 from devices.checkins.services import CHECKINS_INGEST_ATTEMPTS, is_retryable_conflict
@@ -61,7 +62,9 @@ class PushResult:
 
 
 def _text(value: Any, limit: int) -> str:
-    return value[:limit] if isinstance(value, str) else ""
+    # Pub/Sub's own metadata (message ids are digits): one holding a control character is not Google's, and is
+    # treated as absent rather than stored (common.text's rule).
+    return value[:limit] if isinstance(value, str) and forbidden_character(value) is None else ""
 
 
 def pubsub_message_ingest(

@@ -13,7 +13,8 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from common.text import fold
+from common.dates import EARLIEST_DATE, out_of_range
+from common.text import clean_text, fold
 from devices.validators import validate_imei
 
 
@@ -246,7 +247,11 @@ def text(cell: Any) -> str:
 
 
 def bounded_text(cell: Any, *, label: str, max_length: int) -> str:
-    value = text(cell)
+    """A cell as stored text: FleetPatch's one text rule (:func:`common.text.clean_text`), then the length."""
+    try:
+        value = clean_text(text(cell))
+    except ValidationError as error:
+        raise CellError(f"{label}: {error.messages[0]}") from error
     if len(value) > max_length:
         raise CellError(
             gettext("%(column)s: at most %(max)d characters (this one has %(length)d).")
@@ -263,7 +268,15 @@ _DAY_FIRST = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{2}|\d{4})(?: .*)?$")
 _YEAR_MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
 
 
-def parse_date(cell: Any, *, label: str) -> dt.date:
+def parse_date(cell: Any, *, label: str, earliest: dt.date = EARLIEST_DATE) -> dt.date:
+    """:func:`read_date`, within :mod:`common.dates`' range (from ``earliest``): a row error names the bound."""
+    value = read_date(cell, label=label)
+    if reason := out_of_range(value, earliest=earliest):
+        raise CellError(f"{label}: {reason}.")
+    return value
+
+
+def read_date(cell: Any, *, label: str) -> dt.date:
     """A date from a cell: a spreadsheet date, an Excel serial number, ISO ``2024-03-05``, or ``05/03/2024``.
 
     Slashed dates are day first (French and most of Europe); ``03/25/2024`` is read month first
@@ -297,13 +310,17 @@ def parse_date(cell: Any, *, label: str) -> dt.date:
     )
 
 
-def parse_past_date(cell: Any, *, label: str, today: dt.date | None = None) -> dt.date:
-    value = parse_date(cell, label=label)
+def parse_past_date(
+    cell: Any, *, label: str, today: dt.date | None = None, earliest: dt.date = EARLIEST_DATE
+) -> dt.date:
+    value = read_date(cell, label=label)
     # One day of slack, as for reported patch levels: west of UTC, "today" comes before UTC's midnight.
     if value > (today or timezone.now().date()) + dt.timedelta(days=1):
         raise CellError(
             gettext("%(column)s: %(value)s is in the future.") % {"column": label, "value": value.isoformat()}
         )
+    if reason := out_of_range(value, earliest=earliest):
+        raise CellError(f"{label}: {reason}.")
     return value
 
 

@@ -16,6 +16,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from common.dates import EARLIEST_PATCH_LEVEL
 from devices.imports import columns as c
 from devices.imports.results import Outcome, RowResult
 from devices.models import Device
@@ -154,7 +155,9 @@ def parse_row(line: int, cells: list[Any], index: dict[str, int], *, context: Ro
     if (value := cell("os_build")) is not None:
         row.os_build = c.bounded_text(value, label=labels["os_build"], max_length=100)
     if (value := cell("patch_level")) is not None:
-        row.patch_level = c.parse_past_date(value, label=labels["patch_level"], today=context.today)
+        row.patch_level = c.parse_past_date(
+            value, label=labels["patch_level"], today=context.today, earliest=EARLIEST_PATCH_LEVEL
+        )
     if (value := cell("battery_installed_on")) is not None:
         row.battery_installed_on = c.parse_past_date(value, label=labels["battery_installed_on"], today=context.today)
     return row
