@@ -80,3 +80,15 @@ def close_interrupted_connections() -> None:
         except Exception as error:  # noqa: BLE001 - the connection is discarded whatever went wrong
             logger.debug("closing the interrupted connection %s: %s", connection.alias, error)
             connection.connection = None
+
+
+def close_failed_connections() -> None:
+    """Closes this thread's database connections on which a query failed (the server went away, cancelled a
+    statement past its timeout, aborted a transaction).
+
+    Django would test each with a ``SELECT 1`` when the request ends, outside any deadline: on a server that
+    froze meanwhile, that test waits forever and gunicorn kills the worker. Reconnecting at the next request is
+    cheaper than that risk. Connections inside a transaction (a test's) are left to their owner."""
+    for connection in connections.all(initialized_only=True):
+        if connection.errors_occurred and not connection.in_atomic_block:
+            connection.close()

@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 from django.utils.translation import gettext
 
-from common.db import close_interrupted_connections
+from common.db import close_failed_connections, close_interrupted_connections
 from common.deadline import DeadlineExceeded, deadline
 
 logger = logging.getLogger(__name__)
@@ -65,18 +65,32 @@ class RequestDeadlineMiddleware:
             pass
         if not bound.expired:
             assert response is not None  # noqa: S101 - only an expired deadline interrupts get_response
+            close_failed_connections()
             return response
         close_interrupted_connections()
         logger.warning(
-            "request deadline of %s s exceeded, answering 503 to %s %s (was %s)",
+            "request deadline of %s s exceeded, answering 503 to %s %s",
             seconds,
             request.method,
             request.path,
-            response.status_code if response is not None else "interrupted",
         )
-        return unavailable_response(
+        if response is not None and getattr(response, "deadline_exceeded", False):
+            return response  # the view was interrupted: process_exception answered already
+        return self._answer(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """The view itself was interrupted: answer here, sparing Django a 500 page and its error log."""
+        if not isinstance(exception, DeadlineExceeded):
+            return None
+        return self._answer(request)
+
+    @staticmethod
+    def _answer(request: HttpRequest) -> HttpResponse:
+        response = unavailable_response(
             request, gettext("A service this request needs did not answer in time; retry in a moment.")
         )
+        response.deadline_exceeded = True
+        return response
 
 
 class DatabaseUnavailableMiddleware:
