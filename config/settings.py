@@ -167,7 +167,11 @@ CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{(VAR_DIR 
 # still accepts connections, redis-py would otherwise wait forever. The cache only holds conveniences (throttle
 # counts, replica pins), so a timeout is survived (common.cache); CACHE_URL may set its own (?socket_timeout=N).
 CACHE_SOCKET_TIMEOUT = env.float("CACHE_SOCKET_TIMEOUT", default=0.5)
+# After such a timeout (or a refused connection) a process leaves the cache alone this many seconds
+# (common.redis_cache): a frozen Redis costs one slow request per process per period, not every request.
+CACHE_FAILURE_BACKOFF_SECONDS = env.float("CACHE_FAILURE_BACKOFF_SECONDS", default=5.0)
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    CACHES["default"]["BACKEND"] = "common.redis_cache.BackingOffRedisCache"
     _cache_options = CACHES["default"].setdefault("OPTIONS", {})
     _cache_options.setdefault("socket_timeout", CACHE_SOCKET_TIMEOUT)
     _cache_options.setdefault("socket_connect_timeout", CACHE_SOCKET_TIMEOUT)
