@@ -43,9 +43,10 @@ def pgbouncer(real_services) -> Iterator[str]:
     (folder / "users.txt").write_text(f'"{settings["USER"] or "postgres"}" ""\n')
     # The statement timeout of the web's connections, applied by the pooler (docs/operations.md, "Bounded waits").
     timeout = "connect_query='SET statement_timeout = 10000'"
+    server = f"host={settings['HOST'] or '127.0.0.1'} port={settings['PORT'] or 5432} dbname={settings['NAME']}"
     (folder / "pgbouncer.ini").write_text(
         f"""[databases]
-{settings["NAME"]} = host={settings["HOST"] or "127.0.0.1"} port={settings["PORT"] or 5432} dbname={settings["NAME"]} {timeout}
+{settings["NAME"]} = {server} {timeout}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
