@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 from django.conf import settings
 from django.db import connections
@@ -92,3 +93,59 @@ def close_failed_connections() -> None:
     for connection in connections.all(initialized_only=True):
         if connection.errors_occurred and not connection.in_atomic_block:
             connection.close()
+
+
+# After a backoff, whether the database answers is asked with a query bounded this tightly (seconds), before
+# any request waits on it again.
+PROBE_SECONDS = 1.0
+
+# Until when (time.monotonic()) this process answers 503 at once instead of waiting on the database again, and
+# whether it must see the database answer before serving requests again.
+_unavailable_until = 0.0
+_suspect = False
+
+
+def mark_database_unavailable() -> None:
+    """The database gave no answer within a request's deadline, although its statement timeout is shorter:
+    the server is frozen or unreachable. This process stops waiting on it (``database_unavailable``)."""
+    global _unavailable_until, _suspect  # noqa: PLW0603 - one process-wide state, read on every request
+    _unavailable_until = time.monotonic() + settings.DATABASE_FAILURE_BACKOFF_SECONDS
+    _suspect = True
+    logger.warning(
+        "the database did not answer in time: 503 at once for %s s", settings.DATABASE_FAILURE_BACKOFF_SECONDS
+    )
+
+
+def database_unavailable() -> bool:
+    """Whether a request should be answered 503 at once, without waiting on the database.
+
+    For ``DATABASE_FAILURE_BACKOFF_SECONDS`` after ``mark_database_unavailable``, yes; then a ``SELECT 1``
+    bounded by ``PROBE_SECONDS`` decides: answered, requests are served again; not, another backoff. A frozen
+    database costs each process one request deadline, then a second at most per backoff, never a queue of
+    requests each waiting the whole deadline."""
+    global _suspect  # noqa: PLW0603
+    if not _suspect:
+        return False
+    if time.monotonic() < _unavailable_until:
+        return True
+    if database_answers_within(PROBE_SECONDS):
+        _suspect = False
+        logger.warning("the database answers again")
+        return False
+    mark_database_unavailable()
+    return True
+
+
+def database_answers_within(seconds: float) -> bool:
+    """Whether the default database answers ``SELECT 1`` (connecting if need be) within ``seconds``."""
+    from django.db import DEFAULT_DB_ALIAS, DatabaseError
+
+    from common.deadline import DeadlineExceeded, deadline
+
+    try:
+        with deadline(seconds), connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except (DeadlineExceeded, DatabaseError):
+        close_interrupted_connections()
+        return False
+    return True

@@ -36,11 +36,22 @@ def can_bound() -> bool:
 
 
 class Bound:
-    """What ``deadline`` yields: whether the bound is armed, and whether it expired (the alarm fired)."""
+    """What ``deadline`` yields: whether the bound is armed, whether it expired (the alarm fired), and the
+    top-level packages of the code the first alarm interrupted (``{"psycopg", "django", ...}``): what the block
+    was waiting on."""
 
     def __init__(self, *, armed: bool) -> None:
         self.armed = armed
         self.expired = False
+        self.waiting_in: frozenset[str] = frozenset()
+
+
+def _packages(frame: FrameType | None) -> frozenset[str]:
+    packages = set()
+    while frame is not None:
+        packages.add(str(frame.f_globals.get("__name__", "")).partition(".")[0])
+        frame = frame.f_back
+    return frozenset(packages)
 
 
 @contextlib.contextmanager
@@ -55,7 +66,9 @@ def deadline(seconds: float) -> Iterator[Bound]:
     bound = Bound(armed=True)
 
     def _raise(signum: int, frame: FrameType | None) -> None:
-        bound.expired = True
+        if not bound.expired:
+            bound.expired = True
+            bound.waiting_in = _packages(frame)
         raise DeadlineExceeded(f"deadline of {seconds:g} s exceeded")
 
     started = time.monotonic()

@@ -22,7 +22,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 from django.utils.translation import gettext
 
-from common.db import close_failed_connections, close_interrupted_connections
+from common.db import (
+    close_failed_connections,
+    close_interrupted_connections,
+    database_unavailable,
+    mark_database_unavailable,
+)
 from common.deadline import DeadlineExceeded, deadline
 
 logger = logging.getLogger(__name__)
@@ -56,6 +61,11 @@ class RequestDeadlineMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(f"/{settings.STATIC_URL.lstrip('/')}") and database_unavailable():
+            # The database froze under this process a moment ago: answer now rather than wait the deadline again.
+            return unavailable_response(
+                request, gettext("The database is unavailable; nothing was saved. Retry in a moment.")
+            )
         seconds = settings.WEB_REQUEST_DEADLINE_SECONDS
         response: HttpResponse | None = None
         try:
@@ -68,6 +78,8 @@ class RequestDeadlineMiddleware:
             close_failed_connections()
             return response
         close_interrupted_connections()
+        if "psycopg" in bound.waiting_in:
+            mark_database_unavailable()
         logger.warning(
             "request deadline of %s s exceeded, answering 503 to %s %s",
             seconds,

@@ -148,6 +148,9 @@ if DATABASE_STATEMENT_TIMEOUT_VIA not in {"options", "server"}:
     raise ImproperlyConfigured(
         f"DATABASE_STATEMENT_TIMEOUT_VIA must be 'options' or 'server', not {DATABASE_STATEMENT_TIMEOUT_VIA!r}."
     )
+# After a web request's deadline passed while it waited on PostgreSQL (whose statement timeout is shorter: the
+# server is frozen or unreachable), the process answers 503 at once for this many seconds (common.db).
+DATABASE_FAILURE_BACKOFF_SECONDS = env.float("DATABASE_FAILURE_BACKOFF_SECONDS", default=5.0)
 # Seconds a client that wrote keeps reading from the primary: longer than the replica's usual lag.
 REPLICA_PIN_SECONDS = env.int("REPLICA_PIN_SECONDS", default=10)
 # Behind PgBouncer in transaction pooling mode, a server-side cursor (QuerySet.iterator()) would outlive the

@@ -110,3 +110,35 @@ def test_a_timer_armed_outside_the_block_is_put_back():
 )
 def test_the_statement_timeout_joins_the_connection_options_once(options, seconds, expected):
     assert with_statement_timeout(options, seconds) == expected
+
+
+def test_the_bound_names_the_code_it_interrupted():
+    with pytest.raises(DeadlineExceeded), deadline(0.1) as bound:
+        time.sleep(1)
+
+    assert bound.expired and "tests" in bound.waiting_in and "psycopg" not in bound.waiting_in
+
+
+@pytest.fixture
+def database_backing_off(settings):
+    import common.db
+
+    settings.DATABASE_FAILURE_BACKOFF_SECONDS = 0.5
+    common.db.mark_database_unavailable()
+    yield
+    common.db._unavailable_until, common.db._suspect = 0.0, False
+
+
+@pytest.mark.django_db
+def test_while_the_database_backs_off_requests_answer_503_at_once_then_ask_it_again(
+    client: Client, short_deadline, database_backing_off
+):
+    started = time.monotonic()
+    response = client.get("/api/v1/slow/?seconds=0")
+
+    assert time.monotonic() - started < 0.2
+    assert response.status_code == 503 and response["Retry-After"] == "10"
+    assert response.json() == {"detail": "The database is unavailable; nothing was saved. Retry in a moment."}
+    time.sleep(0.6)  # the backoff is over: a SELECT 1 answers, requests are served again
+    assert client.get("/api/v1/slow/?seconds=0").status_code == 200
+    assert client.get("/api/v1/slow/?seconds=0").status_code == 200

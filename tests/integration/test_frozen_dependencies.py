@@ -26,7 +26,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 DEADLINE = 3.0  # WEB_REQUEST_DEADLINE_SECONDS for these servers
 READYZ = 3.0  # READYZ_TIMEOUT
 SLACK = 1.5  # answering after the bound: the 503 page, a loaded 2-core machine
-FAST = 0.5  # what /healthz may take at most
+FAST = 0.5  # what /healthz, and a 503 from a process backing off the database, may take at most
+BACKOFF = 2.0  # DATABASE_FAILURE_BACKOFF_SECONDS
+PROBE = 1.0  # common.db.PROBE_SECONDS: the SELECT 1 after a backoff
 
 
 def timed(port: int, method: str, path: str, body=None, **kwargs) -> tuple[float, int, bytes, dict[str, str]]:
@@ -61,6 +63,7 @@ def test_a_frozen_postgresql_gives_503s_within_the_deadline_and_healthz_stays_fa
         "DATABASE_URL": private_postgres.url("fleetpatch"),
         "WEB_REQUEST_DEADLINE_SECONDS": str(DEADLINE),
         "DATABASE_STATEMENT_TIMEOUT": "2",
+        "DATABASE_FAILURE_BACKOFF_SECONDS": str(BACKOFF),
         "READYZ_TIMEOUT": str(READYZ),
     }
 
@@ -75,7 +78,9 @@ def test_a_frozen_postgresql_gives_503s_within_the_deadline_and_healthz_stays_fa
             answers: list[tuple[float, int, bytes, dict[str, str]]] = []
 
             def api_requests() -> None:
-                for _ in range(3):  # an open connection first, then connections to the frozen server
+                # Each worker waits the deadline once (on its open connection), then answers at once while it
+                # backs off; past each backoff a SELECT 1 bounded by PROBE seconds says the server is still frozen.
+                for _ in range(8):
                     answers.append(timed(port, "GET", "/api/v1/devices/", headers=headers))
 
             busy = threading.Thread(target=api_requests)
@@ -86,16 +91,22 @@ def test_a_frozen_postgresql_gives_503s_within_the_deadline_and_healthz_stays_fa
             admin = timed(port, "GET", "/admin/devices/device/", headers=cookie)
             readyz = timed(port, "GET", "/readyz")
 
+        timings = [round(elapsed, 2) for elapsed, *_ in answers]
+        waited = [elapsed for elapsed in timings if elapsed > PROBE + 0.7]
         for elapsed, code, body, response_headers in answers:
             assert code == 503, body
             assert response_headers["retry-after"] == "10"
-            assert json.loads(body) == {
-                "detail": "A service this request needs did not answer in time; retry in a moment."
-            }
-            assert DEADLINE - 0.2 < elapsed < DEADLINE + SLACK, elapsed
+            detail = json.loads(body)["detail"]
+            if elapsed > PROBE + 0.7:  # it waited on the database: cut short by the deadline
+                assert DEADLINE - 0.2 < elapsed < DEADLINE + SLACK, timings
+                assert detail == "A service this request needs did not answer in time; retry in a moment."
+            else:  # its worker backs off the database (at most a bounded SELECT 1 after each backoff)
+                assert detail == "The database is unavailable; nothing was saved. Retry in a moment."
+        # The whole deadline is waited once per worker (2), never again while the database stays frozen.
+        assert 1 <= len(waited) <= 2 and len(timings) == 8, timings
         assert healthz and max(healthz) < FAST, healthz
         elapsed, code, body, _ = admin
-        assert code == 503 and b"did not answer in time" in body and elapsed < DEADLINE + SLACK
+        assert code == 503 and b"FleetPatch is temporarily unavailable" in body and elapsed < DEADLINE + SLACK
         elapsed, code, body, _ = readyz
         assert code == 503 and elapsed < READYZ + SLACK, elapsed
         checks = json.loads(body)["checks"]
