@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import celeryd_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -21,3 +22,12 @@ def _create_broker_folders(sender: Celery, **kwargs: object) -> None:
 
     for folder in getattr(settings, "CELERY_BROKER_FOLDERS", []):
         folder.mkdir(parents=True, exist_ok=True)
+
+
+@celeryd_init.connect
+def _use_worker_statement_timeout(**kwargs: object) -> None:
+    """A worker's connections get the workers' statement timeout (longer than a web request's; common.db).
+    ``celeryd_init`` runs in the worker's main process before its pool starts: the children inherit it."""
+    from common.db import use_database_role
+
+    use_database_role("worker")

@@ -1,8 +1,9 @@
 """What orchestrators and monitoring ask of FleetPatch: liveness, readiness and Prometheus metrics.
 
 - ``/healthz``: the process answers. Touches nothing else, so a database outage never gets web processes killed.
-- ``/readyz``: the database answers, every migration is applied, the Celery broker is reachable. 503 otherwise,
-  naming the failing part, so a load balancer stops sending traffic to a process that cannot serve it.
+- ``/readyz``: the database answers, every migration is applied, the Celery broker is reachable, the static files
+  are collected. 503 otherwise, naming the failing part, so a load balancer stops sending traffic to a process
+  that cannot serve it; within ``READYZ_TIMEOUT`` seconds, even when a dependency is frozen (``common.deadline``).
 - ``/metrics``: Prometheus text format, behind a bearer token (``METRICS_TOKEN``).
 
 Probes are answered by ``ProbeMiddleware`` before the HTTPS redirect and the ALLOWED_HOSTS check: Kubernetes
@@ -29,6 +30,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from common.db import close_interrupted_connections
+from common.deadline import DeadlineExceeded, deadline
 
 logger = logging.getLogger(__name__)
 
@@ -80,33 +84,74 @@ def _check_broker() -> str | None:
     return None
 
 
+# A file every admin page links to: when it cannot be served, the admin answers 500 on every page.
+_PROBED_STATIC_FILE = "admin/css/base.css"
+
+
+def _check_static_files() -> str | None:
+    """The static files are where the process serves them from: collected (whitenoise's manifest storage reads
+    its manifest once, at start) or, in DEBUG, found in the apps' folders."""
+    from django.contrib.staticfiles import finders
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    name = _PROBED_STATIC_FILE
+    if getattr(settings, "WHITENOISE_USE_FINDERS", False):
+        return None if finders.find(name) else gettext("static file %(name)s not found") % {"name": name}
+    hint = {"name": name, "root": str(settings.STATIC_ROOT)}
+    if hasattr(staticfiles_storage, "stored_name"):  # a manifest storage: pages fail on a file missing from it
+        try:
+            name = staticfiles_storage.stored_name(name)
+        except ValueError:
+            return gettext("static files not collected: %(name)s is not in the manifest under %(root)s") % hint
+    if not staticfiles_storage.exists(name):
+        return gettext("static files not collected: %(name)s is missing under %(root)s") % hint
+    return None
+
+
 _CHECKS: dict[str, Callable[[], str | None]] = {
     "database": _check_database,
     "migrations": _check_migrations,
     "broker": _check_broker,
+    "static": _check_static_files,
 }
+# Checks that wait on another server: each gets at most a third of READYZ_TIMEOUT, so one frozen dependency
+# leaves time to check the others.
+_REMOTE = frozenset({"database", "migrations", "broker"})
+
+
+def _run_check(name: str, check: Callable[[], str | None], seconds: float) -> str | None:
+    """``check``'s problem, or the reason it failed; bounded by ``seconds`` (in the main thread: common.deadline)."""
+    try:
+        with deadline(seconds):
+            return check()
+    except DeadlineExceeded:
+        # A query interrupted mid-way leaves its connection unusable (and its server may be frozen).
+        close_interrupted_connections()
+        logger.warning("readiness check %s gave no answer within %.1f s", name, seconds)
+        return gettext("no answer within %(seconds)s s") % {"seconds": f"{seconds:g}"}
+    except Exception as exc:  # noqa: BLE001 - any failure of a dependency means "not ready"
+        logger.warning("readiness check %s failed: %s", name, exc, exc_info=True)
+        return type(exc).__name__
 
 
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """200 when every check passes; 503 naming each failing part. Errors are named by type only in the body
-    (a broker URL in an exception message may carry a password); the full error goes to the log."""
+    """200 when every check passes; 503 naming each failing part, within READYZ_TIMEOUT. Errors are named by type
+    only in the body (a broker URL in an exception message may carry a password); the full error goes to the log.
+    """
+    total = settings.READYZ_TIMEOUT
+    ends = time.monotonic() + total
     checks: dict[str, dict[str, str]] = {}
-    database_up = True
     for name, check in _CHECKS.items():
-        if name == "migrations" and not database_up:
+        remaining = ends - time.monotonic()
+        if name == "migrations" and checks["database"]["status"] != "ok":
             checks[name] = {"status": "unknown", "error": gettext("the database is unreachable")}
             continue
-        try:
-            problem = check()
-        except Exception as exc:  # noqa: BLE001 - any failure of a dependency means "not ready"
-            logger.warning("readiness check %s failed: %s", name, exc, exc_info=True)
-            problem = type(exc).__name__
-        if problem is None:
-            checks[name] = {"status": "ok"}
-        else:
-            checks[name] = {"status": "fail", "error": problem}
-            database_up = database_up and name != "database"
+        if remaining <= 0:
+            checks[name] = {"status": "unknown", "error": gettext("not checked: out of time")}
+            continue
+        problem = _run_check(name, check, min(remaining, total / 3) if name in _REMOTE else remaining)
+        checks[name] = {"status": "ok"} if problem is None else {"status": "fail", "error": problem}
     failing = [name for name, result in checks.items() if result["status"] != "ok"]
     return JsonResponse(
         {"status": "fail" if failing else "ok", "failing": failing, "checks": checks},

@@ -66,6 +66,8 @@ MIDDLEWARE = [
     "config.health.ProbeMiddleware",
     "config.logging.RequestIdMiddleware",
     "config.health.RequestMetricsMiddleware",
+    # Bounds everything after it, from the first cache or database access on: a frozen dependency is a 503.
+    "config.middleware.RequestDeadlineMiddleware",
     # Before anything reads the database: resets the replica router's per-request state (common.db_router).
     "common.db_router.ReplicaPinningMiddleware",
     # A chunked body (no Content-Length) read as sent, or a 411: Django alone reads it as empty.
@@ -103,6 +105,8 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 
 # --- Database -------------------------------------------------------------------------------
+# Seconds to establish a PostgreSQL connection (libpq's connect_timeout) unless DATABASE_URL sets its own.
+DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'fleetpatch.sqlite3'}"),
 }
@@ -124,7 +128,7 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # An unreachable database host fails a request in seconds (a 503) instead of hanging a web worker for the
     # TCP timeout; DATABASE_URL may set its own (?connect_timeout=N).
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
 
 # An optional streaming replica (PostgreSQL): the dashboard, exports and API lists read from it; the rest, and
 # whatever a client just wrote, from the primary (common.db_router).
@@ -134,7 +138,24 @@ if env.str("DATABASE_REPLICA_URL", default=""):
     DATABASES["replica"]["CONN_HEALTH_CHECKS"] = True
     # The test runner must not create or flush it: it mirrors the primary, as a real replica would.
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASES["replica"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
 DATABASE_ROUTERS = ["common.db_router.PrimaryReplicaRouter"]
+# Seconds one statement may run (PostgreSQL's statement_timeout), by the role of the process (common.db): web
+# requests, shorter than WEB_REQUEST_DEADLINE_SECONDS so a slow query is cancelled by the server first (a 503);
+# Celery workers (sweep ranges, imports), longer, under their task time limits. 0: no limit. Other processes
+# (migrate, shell, commands) set none.
+DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=10.0)
+DATABASE_WORKER_STATEMENT_TIMEOUT = env.float("DATABASE_WORKER_STATEMENT_TIMEOUT", default=15 * 60.0)
+# How the statement timeout reaches PostgreSQL: "options" in the connection's startup packet, or "server" (FleetPatch
+# sends nothing: ALTER ROLE ... SET statement_timeout per database user, as behind PgBouncer; docs/operations.md).
+DATABASE_STATEMENT_TIMEOUT_VIA = env.str("DATABASE_STATEMENT_TIMEOUT_VIA", default="options")
+if DATABASE_STATEMENT_TIMEOUT_VIA not in {"options", "server"}:
+    raise ImproperlyConfigured(
+        f"DATABASE_STATEMENT_TIMEOUT_VIA must be 'options' or 'server', not {DATABASE_STATEMENT_TIMEOUT_VIA!r}."
+    )
+# After a web request's deadline passed while it waited on PostgreSQL (whose statement timeout is shorter: the
+# server is frozen or unreachable), the process answers 503 at once for this many seconds (common.db).
+DATABASE_FAILURE_BACKOFF_SECONDS = env.float("DATABASE_FAILURE_BACKOFF_SECONDS", default=5.0)
 # Seconds a client that wrote keeps reading from the primary: longer than the replica's usual lag.
 REPLICA_PIN_SECONDS = env.int("REPLICA_PIN_SECONDS", default=10)
 # Behind PgBouncer in transaction pooling mode, a server-side cursor (QuerySet.iterator()) would outlive the
@@ -150,6 +171,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # its own. The default, files under VAR_DIR, is shared by the processes of one machine; with several machines
 # set CACHE_URL to Redis (redis://host:6379/1), as docker-compose.yml does.
 CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{(VAR_DIR / 'cache').as_posix()}")}
+# Seconds a Redis cache operation (and establishing its connection) may take: on a frozen Redis whose kernel
+# still accepts connections, redis-py would otherwise wait forever. The cache only holds conveniences (throttle
+# counts, replica pins), so a timeout is survived (common.cache); CACHE_URL may set its own (?socket_timeout=N).
+CACHE_SOCKET_TIMEOUT = env.float("CACHE_SOCKET_TIMEOUT", default=0.5)
+# After such a timeout (or a refused connection) a process leaves the cache alone this many seconds
+# (common.redis_cache): a frozen Redis costs one slow request per process per period, not every request.
+CACHE_FAILURE_BACKOFF_SECONDS = env.float("CACHE_FAILURE_BACKOFF_SECONDS", default=5.0)
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    CACHES["default"]["BACKEND"] = "common.redis_cache.BackingOffRedisCache"
+    _cache_options = CACHES["default"].setdefault("OPTIONS", {})
+    _cache_options.setdefault("socket_timeout", CACHE_SOCKET_TIMEOUT)
+    _cache_options.setdefault("socket_connect_timeout", CACHE_SOCKET_TIMEOUT)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -193,12 +226,17 @@ if _email["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend"
     _path = Path(_email.get("EMAIL_FILE_PATH") or VAR_DIR / "mail")
     _email["EMAIL_FILE_PATH"] = str(_path if _path.is_absolute() else (BASE_DIR / _path))
 vars().update(_email)
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+# Seconds each SMTP operation (connecting, then every command) may take; a digest's send retries later.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+if EMAIL_TIMEOUT <= 0:
+    raise ImproperlyConfigured(f"EMAIL_TIMEOUT must be a positive number of seconds, not {EMAIL_TIMEOUT}.")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="FleetPatch <fleetpatch@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# Seconds a Redis broker operation (connecting, publishing) may take before it counts as unreachable.
+CELERY_BROKER_SOCKET_TIMEOUT = env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=2.0)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "celery" / "queue"
     _processed_dir = VAR_DIR / "celery" / "processed"
@@ -213,8 +251,19 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
     CELERY_BROKER_FOLDERS = [_queue_dir, _processed_dir, _control_dir]
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    # Redis as the broker: every socket operation is bounded, so publishing to a frozen broker fails in seconds
+    # (enqueue_on_commit logs and drops the task; the sweep catches up) instead of holding the web request.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_timeout": CELERY_BROKER_SOCKET_TIMEOUT,
+        "socket_connect_timeout": CELERY_BROKER_SOCKET_TIMEOUT,
+    }
     CELERY_BROKER_FOLDERS = []
+CELERY_BROKER_CONNECTION_TIMEOUT = CELERY_BROKER_SOCKET_TIMEOUT
+# A publish retries once (a connection the broker dropped while idle is replaced at once), then gives up.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# The same bound for a Redis result backend, should CELERY_RESULT_BACKEND name one.
+CELERY_REDIS_SOCKET_TIMEOUT = CELERY_BROKER_SOCKET_TIMEOUT
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = CELERY_BROKER_SOCKET_TIMEOUT
 # Results are not used by FleetPatch's tasks (their effects are rows in the database).
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_IGNORE_RESULT = True
@@ -430,8 +479,14 @@ DIGEST_UNSUBSCRIBE_MAX_AGE_DAYS = env.int("DIGEST_UNSUBSCRIBE_MAX_AGE_DAYS", def
 # --- Operations -----------------------------------------------------------------------------
 # /metrics answers only a request bearing this token; without one configured it is a 404.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-# Seconds /readyz waits for the broker before calling it unreachable.
-READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=2.0)
+# Seconds /readyz waits for the broker before calling it unreachable, and for all its checks together (each check
+# is cut short when the total runs out: the probe answers within READYZ_TIMEOUT plus rendering).
+READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=1.0)
+READYZ_TIMEOUT = env.float("READYZ_TIMEOUT", default=3.0)
+# A web request still running after this many seconds is cut short with a 503 and Retry-After (config.middleware):
+# the bound on a wait for a frozen dependency. Keep it below gunicorn's --timeout (30 s by default), which kills
+# the worker instead. 0 turns it off. Applies to gunicorn's sync workers (each request in its main thread).
+WEB_REQUEST_DEADLINE_SECONDS = env.float("WEB_REQUEST_DEADLINE_SECONDS", default=15.0)
 # Check-ins older than this are pruned daily (devices.prune_check_ins), except each device's build transitions.
 CHECKIN_RETENTION_DAYS = env.int("CHECKIN_RETENTION_DAYS", default=400)
 CHECKIN_PRUNE_BATCH_SIZE = env.int("CHECKIN_PRUNE_BATCH_SIZE", default=5000)

@@ -19,3 +19,6 @@ os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
 # The default cache is files under var/ (shared by the processes of `make run`): tests keep theirs in memory,
 # so they neither read nor clear a developer's running instance's throttles.
 os.environ.setdefault("CACHE_URL", "locmemcache://")
+# The test client runs requests in pytest's main thread, where the request deadline arms: a page that is merely
+# slow on a loaded CI machine must not turn into a 503. The deadline's own tests set theirs.
+os.environ.setdefault("WEB_REQUEST_DEADLINE_SECONDS", "60")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.db.migrations.recorder import MigrationRecorder
 from django.test import Client
+from django.utils.functional import empty
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,20 +59,108 @@ def test_probes_are_answered_for_any_host_name_and_over_plain_http(client: Clien
     assert client.get("/admin/login/", HTTP_HOST="fleet.example.org").status_code == 301
 
 
+@pytest.fixture
+def collected_static(settings, tmp_path: Path) -> Path:
+    """A STATIC_ROOT holding the file readyz probes, as collectstatic leaves it for the plain storage."""
+    (tmp_path / "static" / "admin" / "css").mkdir(parents=True)
+    (tmp_path / "static" / "admin" / "css" / "base.css").write_text("body {}")
+    settings.STATIC_ROOT = tmp_path / "static"
+    return tmp_path / "static"
+
+
 @pytest.mark.django_db
-def test_readyz_is_ok_when_database_migrations_and_broker_are(client: Client) -> None:
+def test_readyz_is_ok_when_database_migrations_broker_and_static_files_are(client: Client, collected_static) -> None:
     response = client.get("/readyz")
 
     assert response.status_code == 200, response.json()
     assert response.json() == {
         "status": "ok",
         "failing": [],
-        "checks": {"database": {"status": "ok"}, "migrations": {"status": "ok"}, "broker": {"status": "ok"}},
+        "checks": {
+            "database": {"status": "ok"},
+            "migrations": {"status": "ok"},
+            "broker": {"status": "ok"},
+            "static": {"status": "ok"},
+        },
     }
 
 
+MANIFEST_STORAGE = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
+
+
 @pytest.mark.django_db
-def test_readyz_names_the_migrations_not_applied(client: Client) -> None:
+def test_readyz_says_the_static_files_were_not_collected_when_the_manifest_is_absent(
+    client: Client, settings, tmp_path: Path
+) -> None:
+    """Production's manifest storage answers 500 on every admin page without collectstatic: not ready."""
+    settings.STATIC_ROOT = tmp_path / "static"  # nothing collected there
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": MANIFEST_STORAGE}
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failing"] == ["static"]
+    assert "admin/css/base.css is not in the manifest" in body["checks"]["static"]["error"]
+    assert str(tmp_path / "static") in body["checks"]["static"]["error"]
+
+
+@pytest.mark.django_db
+def test_readyz_is_ok_with_the_manifest_of_a_real_collectstatic(client: Client, settings, tmp_path: Path) -> None:
+    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.core.management import call_command
+
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": MANIFEST_STORAGE}
+    call_command("collectstatic", interactive=False, verbosity=0)
+    staticfiles_storage._wrapped = empty  # as a process started after collectstatic: it reads the manifest
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["checks"]["static"] == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_says_the_static_files_were_not_collected_for_the_plain_storage(
+    client: Client, settings, tmp_path: Path
+) -> None:
+    settings.STATIC_ROOT = tmp_path / "nothing-here"
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["static"]
+    assert "admin/css/base.css is missing" in response.json()["checks"]["static"]["error"]
+
+
+@pytest.mark.django_db
+def test_readyz_answers_within_its_timeout_when_a_check_hangs(
+    client: Client, collected_static, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dependency that never answers (a frozen broker) costs a third of READYZ_TIMEOUT, not the probe."""
+    from config import health
+
+    settings.READYZ_TIMEOUT = 1.5
+
+    def frozen() -> None:
+        time.sleep(30)
+
+    monkeypatch.setitem(health._CHECKS, "broker", frozen)
+    started = time.monotonic()
+    response = client.get("/readyz")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failing"] == ["broker"]
+    assert body["checks"]["broker"] == {"status": "fail", "error": "no answer within 0.5 s"}
+    assert body["checks"]["static"] == {"status": "ok"}  # checked after it, in the time left
+    assert elapsed < settings.READYZ_TIMEOUT
+
+
+@pytest.mark.django_db
+def test_readyz_names_the_migrations_not_applied(client: Client, collected_static) -> None:
     from django.db import connection
     from django.db.migrations.loader import MigrationLoader
 
@@ -88,7 +177,9 @@ def test_readyz_names_the_migrations_not_applied(client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_readyz_fails_when_the_filesystem_broker_folders_are_gone(client: Client, settings, tmp_path: Path) -> None:
+def test_readyz_fails_when_the_filesystem_broker_folders_are_gone(
+    client: Client, settings, tmp_path: Path, collected_static
+) -> None:
     settings.CELERY_BROKER_FOLDERS = [tmp_path / "queue", tmp_path / "processed"]
     (tmp_path / "queue").mkdir()
 
@@ -101,7 +192,7 @@ def test_readyz_fails_when_the_filesystem_broker_folders_are_gone(client: Client
 
 @pytest.mark.django_db
 def test_readyz_fails_quickly_when_the_redis_broker_is_down(
-    client: Client, settings, monkeypatch: pytest.MonkeyPatch
+    client: Client, settings, monkeypatch: pytest.MonkeyPatch, collected_static
 ) -> None:
     settings.CELERY_BROKER_FOLDERS = []
     settings.READYZ_BROKER_TIMEOUT = 1.0
@@ -126,7 +217,8 @@ def test_readyz_names_the_database_when_it_is_unreachable() -> None:
     )
 
     assert status == 503
-    assert body["failing"] == ["database", "migrations", "broker"]
+    # A fresh process with nothing collected under its STATIC_ROOT: the static files are missing too.
+    assert body["failing"] == ["database", "migrations", "broker", "static"]
     assert body["checks"]["database"]["status"] == "fail"
     # Migrations cannot be read from a database that is down; they are reported unknown, not failed twice.
     assert body["checks"]["migrations"]["status"] == "unknown"

@@ -31,6 +31,8 @@ print(json.dumps({
     "TIME_ZONE": s.TIME_ZONE,
     "LANGUAGE_CODE": s.LANGUAGE_CODE,
     "SECRET_KEY": s.SECRET_KEY,
+    "CACHES": s.CACHES,
+    "EMAIL_TIMEOUT": s.EMAIL_TIMEOUT,
 }, default=str))
 """
 
@@ -130,8 +132,41 @@ def test_celery_broker_url_switches_to_redis_without_filesystem_folders(var_dir:
     )
 
     assert found["CELERY_BROKER_URL"] == "redis://cache.internal:6379/2"
-    assert found["CELERY_BROKER_TRANSPORT_OPTIONS"] == {}
+    # Every socket operation on the broker is bounded: a frozen Redis fails a publish in seconds, never hangs.
+    assert found["CELERY_BROKER_TRANSPORT_OPTIONS"] == {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
     assert found["CELERY_BROKER_FOLDERS"] == []
+
+
+def test_every_wait_on_postgresql_redis_and_smtp_is_bounded_by_default(var_dir: Path) -> None:
+    found = settings_with(
+        SECRET_KEY=PRODUCTION_KEY,
+        VAR_DIR=str(var_dir),
+        DATABASE_URL="postgres://fp@db.internal:5432/fleetpatch",
+        CACHE_URL="redis://cache.internal:6379/1",
+        CELERY_BROKER_URL="redis://cache.internal:6379/0",
+        EMAIL_URL="smtp://mail.internal:25",
+    )
+
+    assert found["DATABASES"]["default"]["OPTIONS"]["connect_timeout"] == 5
+    assert found["CACHES"]["default"]["OPTIONS"] == {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+    assert found["CELERY_BROKER_TRANSPORT_OPTIONS"]["socket_timeout"] == 2.0
+    assert found["EMAIL_TIMEOUT"] == 10
+
+
+def test_a_cache_url_keeps_the_socket_timeout_it_sets(var_dir: Path) -> None:
+    found = settings_with(
+        SECRET_KEY=PRODUCTION_KEY, VAR_DIR=str(var_dir), CACHE_URL="redis://cache.internal:6379/1?socket_timeout=2"
+    )
+
+    assert found["CACHES"]["default"]["OPTIONS"] == {"socket_timeout": 2, "socket_connect_timeout": 0.5}
+
+
+@pytest.mark.parametrize(("variable", "value"), [("DATABASE_STATEMENT_TIMEOUT_VIA", "startup"), ("EMAIL_TIMEOUT", "0")])
+def test_an_unbounded_or_unknown_wait_setting_is_refused_at_startup(var_dir: Path, variable: str, value: str) -> None:
+    result = run_python(SNAPSHOT, SECRET_KEY=PRODUCTION_KEY, VAR_DIR=str(var_dir), **{variable: value})
+
+    assert result.returncode != 0
+    assert variable in result.stderr
 
 
 def test_email_url_with_smtp_tls_configures_the_smtp_backend(var_dir: Path) -> None:

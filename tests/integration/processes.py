@@ -6,6 +6,7 @@ a service stops one of its own, started here on a free port with its data in a t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.client
 import json
@@ -57,6 +58,26 @@ def stop_process(process: subprocess.Popen, *, timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+@contextlib.contextmanager
+def frozen(pid: int, *, with_children: bool = False) -> Iterator[None]:
+    """The process (and its children) stopped by SIGSTOP for the block: a frozen server, whose kernel still
+    accepts connections and acknowledges data while nothing answers. SIGCONT always follows."""
+    stopped: list[int] = []
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        stopped.append(pid)
+        # Read once the parent is stopped: it cannot fork a new child (a PostgreSQL backend) after this list.
+        for child in children(pid) if with_children else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGSTOP)
+                stopped.append(child)
+        yield
+    finally:
+        for stopped_pid in reversed(stopped):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stopped_pid, signal.SIGCONT)
 
 
 # --- Redis ----------------------------------------------------------------------------------------
@@ -160,6 +181,10 @@ class PrivatePostgres:
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
+    def frozen(self) -> contextlib.AbstractContextManager[None]:
+        """Every process of the cluster (postmaster and backends) stopped by SIGSTOP for the block."""
+        return frozen(int((self.data / "postmaster.pid").read_text().split()[0]), with_children=True)
+
     def copy_database(self, source_url: str, database: str) -> None:
         """Creates ``database`` here as a copy (schema and rows) of the database at ``source_url``."""
         target = self.url("postgres")
@@ -183,10 +208,32 @@ class PrivatePostgres:
 
 
 # --- gunicorn -------------------------------------------------------------------------------------
+_collected_static: dict[str, str] = {}
+
+
+def collected_static_root() -> str:
+    """A STATIC_ROOT filled by a real ``collectstatic`` (whitenoise's manifest storage, as the Docker image
+    builds it), once per test session: without it every admin page is a 500 and /readyz fails on it."""
+    if "root" not in _collected_static:
+        root = tempfile.mkdtemp(prefix="fleetpatch-static-")
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
+            cwd=ROOT,
+            env={**os.environ, "DEBUG": "false", "STATIC_ROOT": root},
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        _collected_static["root"] = root
+    return _collected_static["root"]
+
+
 def start_gunicorn(env: dict[str, str], *, workers: int, log_path: Path) -> tuple[subprocess.Popen, int]:
     """FleetPatch's WSGI application under gunicorn sync workers, as in production; waits for /healthz."""
     port = free_port()
     server_env = {
+        "STATIC_ROOT": collected_static_root(),
         **env,
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -40,9 +41,12 @@ def pgbouncer(real_services) -> Iterator[str]:
     folder = Path(tempfile.mkdtemp(prefix="fleetpatch-pgbouncer-"))
     folder.chmod(0o755)
     (folder / "users.txt").write_text(f'"{settings["USER"] or "postgres"}" ""\n')
+    # The statement timeout of the web's connections, applied by the pooler (docs/operations.md, "Bounded waits").
+    timeout = "connect_query='SET statement_timeout = 10000'"
+    server = f"host={settings['HOST'] or '127.0.0.1'} port={settings['PORT'] or 5432} dbname={settings['NAME']}"
     (folder / "pgbouncer.ini").write_text(
         f"""[databases]
-{settings["NAME"]} = host={settings["HOST"] or "127.0.0.1"} port={settings["PORT"] or 5432} dbname={settings["NAME"]}
+{settings["NAME"]} = {server} {timeout}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -84,7 +88,16 @@ def test_fleetpatch_works_behind_pgbouncer_in_transaction_pooling_mode(real_serv
     build = OSBuildFactory(model=model, build_number="UP1A.1", security_patch_level=dt.date(2026, 10, 1))
     devices = [DeviceFactory(organisation=organisation, model=model, serial=f"PGB-{i}") for i in range(50)]
     _, token = api_client_create(organisation=organisation, name="MDM", scopes=["read", "report"])
-    env = {**real_services, "DATABASE_URL": pgbouncer, "DISABLE_SERVER_SIDE_CURSORS": "true"}
+    # PgBouncer (before 1.23) refuses a startup "options" parameter: the pooler applies the statement timeout
+    # to its server connections instead (connect_query above; docs/operations.md, "Bounded waits").
+    env = {
+        **real_services,
+        "DATABASE_URL": pgbouncer,
+        "DISABLE_SERVER_SIDE_CURSORS": "true",
+        "DATABASE_STATEMENT_TIMEOUT_VIA": "server",
+    }
+    with psycopg.connect(pgbouncer, autocommit=True) as pooled:
+        assert pooled.execute("SHOW statement_timeout").fetchone() == ("10s",)
     now = timezone.now().replace(microsecond=0)
     reports = [
         {
