@@ -70,7 +70,7 @@ class FleetPatchCursorPagination(CursorPagination):
     def get_ordering(self, request: Request, queryset: Any, view: APIView) -> tuple[str, ...]:
         allowed: tuple[str, ...] = getattr(view, "ordering_fields", ("id",))
         requested = request.query_params.get(self.ordering_param)
-        if not requested:
+        if requested is None:
             return ("id",)
         field = requested.lstrip("-")
         if field not in allowed:

@@ -28,6 +28,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.api.filters import EMPTY_VALUE_MESSAGE
 from common.api.openapi import ErrorSerializer
 from common.api.pagination import FleetPatchCursorPagination
 from common.db_router import reads_from_replica
@@ -47,11 +48,6 @@ from fleet.api.permissions import client_has_scope
 from fleet.api.pubsub_auth import PubSubPushAuthentication
 from fleet.api.views import ApiViewMixin
 from fleet.choices import Scope
-
-
-class BatchTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "batch_too_large"
 
 
 # --- Schema serializers ----------------------------------------------------------------------------
@@ -110,10 +106,18 @@ class CheckInSerializer(serializers.ModelSerializer):
 def _items(body: Any) -> tuple[list, bool]:
     """The reports of a body and whether it was a list; a list over the limit stores nothing."""
     if isinstance(body, list):
+        # Too many items is invalid input, as the schema's maxItems says (a 413 is for a body over
+        # API_MAX_BODY_BYTES, whatever it holds).
         if len(body) > MAX_BATCH:
-            raise BatchTooLarge(
-                gettext("A request holds at most %(limit)d reports; this one has %(count)d. Nothing was stored.")
-                % {"limit": MAX_BATCH, "count": len(body)}
+            raise exceptions.ValidationError(
+                {
+                    "non_field_errors": [
+                        gettext(
+                            "A request holds at most %(limit)d reports; this one has %(count)d. Nothing was stored."
+                        )
+                        % {"limit": MAX_BATCH, "count": len(body)}
+                    ]
+                }
             )
         if not body:
             raise exceptions.ValidationError(
@@ -317,14 +321,16 @@ def _ingest_responses(ok: PolymorphicProxySerializer) -> dict:
             ),
         ),
         201: OpenApiResponse(ItemResultSerializer, description=_("A single report, stored.")),
-        400: OpenApiResponse(_INGEST_400, description=_("A single report with errors, or an unreadable body.")),
-        405: OpenApiResponse(ErrorSerializer, description=_("A method other than the ones listed.")),
-        413: OpenApiResponse(
-            ErrorSerializer,
+        400: OpenApiResponse(
+            _INGEST_400,
             description=format_lazy(
-                _("A list of more than {limit} reports, or a body over API_MAX_BODY_BYTES; nothing was stored."),
+                _("A single report with errors, an empty list, a list over {limit} reports, or an unreadable body."),
                 limit=MAX_BATCH,
             ),
+        ),
+        405: OpenApiResponse(ErrorSerializer, description=_("A method other than the ones listed.")),
+        413: OpenApiResponse(
+            ErrorSerializer, description=_("A body over API_MAX_BODY_BYTES, whatever it holds; nothing was stored.")
         ),
         415: OpenApiResponse(
             ErrorSerializer, description=_("A body that is not JSON (Content-Type: application/json).")
@@ -359,7 +365,9 @@ class CheckInsView(ApiViewMixin, GenericAPIView):
             return CheckIn.objects.none()
         organisation_id = self.request.auth.organisation_id
         params = self.request.query_params
-        lookups = {name: params[name] for name in ("device", "serial", "imei") if params.get(name)}
+        lookups = {name: params[name] for name in ("device", "serial", "imei") if name in params}
+        if empty := [name for name, value in lookups.items() if not value]:
+            raise exceptions.ValidationError({name: [EMPTY_VALUE_MESSAGE] for name in empty})
         if not lookups:
             raise exceptions.ValidationError(
                 {"device": [gettext("Say whose check-ins: ?device=<id>, ?serial=<serial> or ?imei=<imei>.")]}
@@ -382,7 +390,7 @@ class CheckInsView(ApiViewMixin, GenericAPIView):
     @extend_schema(
         operation_id="checkins_list",
         parameters=[
-            OpenApiParameter("device", OpenApiTypes.INT, description=_("The device's id.")),
+            OpenApiParameter("device", {"type": "integer", "minimum": 1}, description=_("The device's id.")),
             OpenApiParameter("serial", OpenApiTypes.STR, description=_("The device's serial number.")),
             OpenApiParameter("imei", OpenApiTypes.STR, description=_("The device's IMEI.")),
         ],

@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
+from common.api.fields import StrictCharField
 from common.api.parsers import loads_storable_json
 from devices.checkins.audit import bounded_raw
 from devices.choices import CheckInSource
@@ -115,21 +116,21 @@ class AwareDateTimeField(serializers.DateTimeField):
 class CheckInReportSerializer(serializers.Serializer):
     """A check-in report in FleetPatch's own format (``POST /api/v1/checkins/``)."""
 
-    serial = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    imei = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
-    model = serializers.CharField(
+    serial = StrictCharField(max_length=64, required=False, allow_blank=True, default="")
+    imei = StrictCharField(required=False, allow_null=True, allow_blank=True, default=None)
+    model = StrictCharField(
         max_length=300, required=False, allow_blank=True, default="", help_text=_("Used only to enrol a new device.")
     )
     reported_at = AwareDateTimeField()
-    build_number = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    android_version = serializers.CharField(max_length=20, required=False, allow_blank=True, default="")
+    build_number = StrictCharField(max_length=100, required=False, allow_blank=True, default="")
+    android_version = StrictCharField(max_length=20, required=False, allow_blank=True, default="")
     security_patch_level = serializers.DateField(required=False, allow_null=True, default=None)
     battery_level = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True, default=None)
     battery_health = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True, default=None)
     battery_cycle_count = serializers.IntegerField(
         min_value=0, max_value=2_147_483_647, required=False, allow_null=True, default=None
     )
-    agent_version = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+    agent_version = StrictCharField(max_length=50, required=False, allow_blank=True, default="")
 
     def validate_imei(self, value: str | None) -> str | None:
         if not value:
