@@ -47,6 +47,14 @@ class FleetPatchAutoSchema(AutoSchema):
             result["additionalProperties"] = False
         return result
 
+    def _map_serializer(self, serializer: Any, direction: str, bypass_extensions: bool = False) -> dict:
+        result = super()._map_serializer(serializer, direction, bypass_extensions)
+        # Request alternatives that overlap (an object with optional fields only, and a Pub/Sub envelope the
+        # same object could be) are anyOf: under oneOf, a body matching both would be invalid.
+        if getattr(serializer, "alternatives_may_overlap", False) and "oneOf" in result:
+            result["anyOf"] = result.pop("oneOf")
+        return result
+
     def _unwrap_list_serializer(self, serializer: Any, direction: str) -> dict | None:
         # drf-spectacular drops a list's min_length/max_length inside a PolymorphicProxySerializer (the
         # ingestion bodies' "one report or a list"): without them, [] and 1,001 reports looked valid.

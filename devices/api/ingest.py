@@ -22,6 +22,7 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
+    extend_schema_field,
 )
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import GenericAPIView
@@ -208,54 +209,65 @@ _INGEST_400 = {
 
 
 # --- Request bodies, as the senders send them (only the fields FleetPatch reads; the rest is ignored) --
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}]})
+class HeadwindIdField(serializers.JSONField):
+    """Headwind sends its device id as text or as a number, and both are read as the same id."""
+
+
 class HeadwindDeviceInfoSerializer(serializers.Serializer):
     """Headwind MDM's DeviceInfo (com.hmdm.launcher.json.DeviceInfo), as its launcher posts it."""
 
-    deviceId = serializers.CharField(
+    deviceId = HeadwindIdField(
         required=False,
         help_text=_("Headwind's id of the device: kept, and used to find it when its serial is a placeholder."),
     )
-    number = serializers.CharField(required=False, help_text=_("The same id, as Headwind's server names it."))
+    number = HeadwindIdField(required=False, help_text=_("The same id, as Headwind's server names it."))
     serial = serializers.CharField(
-        required=False, help_text=_('Serial number; a placeholder ("unknown"...) is ignored with a warning.')
+        required=False,
+        allow_blank=True,
+        help_text=_('Serial number; a placeholder ("unknown"...) is ignored with a warning.'),
     )
-    imei = serializers.CharField(required=False, help_text=_("An invalid IMEI is dropped with a warning."))
-    model = serializers.CharField(required=False, help_text=_("Used only to enrol a new device."))
-    androidVersion = serializers.CharField(required=False)
+    imei = serializers.CharField(
+        required=False, allow_blank=True, help_text=_("An invalid IMEI is dropped with a warning.")
+    )
+    model = serializers.CharField(required=False, allow_blank=True, help_text=_("Used only to enrol a new device."))
+    androidVersion = serializers.CharField(required=False, allow_blank=True)
     batteryLevel = serializers.IntegerField(
         required=False, help_text=_("0 to 100; a negative value means unknown, one over 100 is dropped with a warning.")
     )
-    launcherVersion = serializers.CharField(required=False)
+    launcherVersion = serializers.CharField(required=False, allow_blank=True)
     timestamp = serializers.IntegerField(
         required=False, help_text=_("Epoch milliseconds (or ISO 8601 text); absent: dated when received.")
     )
 
 
 class AmapiHardwareInfoSerializer(serializers.Serializer):
-    serialNumber = serializers.CharField(required=False)
-    brand = serializers.CharField(required=False)
-    manufacturer = serializers.CharField(required=False)
-    model = serializers.CharField(required=False)
+    serialNumber = serializers.CharField(required=False, allow_blank=True)
+    brand = serializers.CharField(required=False, allow_blank=True)
+    manufacturer = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True)
 
 
 class AmapiSoftwareInfoSerializer(serializers.Serializer):
-    androidVersion = serializers.CharField(required=False)
-    androidBuildNumber = serializers.CharField(required=False)
-    securityPatchLevel = serializers.CharField(required=False, help_text="YYYY-MM-DD")
-    androidDevicePolicyVersionName = serializers.CharField(required=False)
+    androidVersion = serializers.CharField(required=False, allow_blank=True)
+    androidBuildNumber = serializers.CharField(required=False, allow_blank=True)
+    securityPatchLevel = serializers.CharField(required=False, allow_blank=True, help_text="YYYY-MM-DD")
+    androidDevicePolicyVersionName = serializers.CharField(required=False, allow_blank=True)
 
 
 class AmapiTelephonyInfoSerializer(serializers.Serializer):
-    imei = serializers.CharField(required=False)
+    imei = serializers.CharField(required=False, allow_blank=True)
 
 
 class AmapiNetworkInfoSerializer(serializers.Serializer):
-    imei = serializers.CharField(required=False)
+    imei = serializers.CharField(required=False, allow_blank=True)
     telephonyInfos = AmapiTelephonyInfoSerializer(many=True, required=False)
 
 
 class AmapiPowerManagementEventSerializer(serializers.Serializer):
-    eventType = serializers.CharField(required=False, help_text=_("Only BATTERY_LEVEL_COLLECTED is read."))
+    eventType = serializers.CharField(
+        required=False, allow_blank=True, help_text=_("Only BATTERY_LEVEL_COLLECTED is read.")
+    )
     createTime = serializers.DateTimeField(required=False)
     batteryLevel = serializers.FloatField(required=False)
 
@@ -265,6 +277,7 @@ class AmapiDeviceSerializer(serializers.Serializer):
 
     name = serializers.CharField(
         required=False,
+        allow_blank=True,
         help_text=_(
             "enterprises/{enterprise}/devices/{device}: kept as the device's id in the Android Management API."
         ),
@@ -308,6 +321,7 @@ def _one_or_list(component: str, report: type[serializers.Serializer], *more: An
 
 _CHECKIN_REQUEST = _one_or_list("CheckInReportOrList", CheckInReportSerializer)
 _AMAPI_REQUEST = _one_or_list("AmapiDeviceOrListOrPush", AmapiDeviceSerializer, PubSubPushEnvelopeSerializer)
+_AMAPI_REQUEST.alternatives_may_overlap = True  # a push envelope is also a Device with unknown fields
 _HEADWIND_REQUEST = _one_or_list("HeadwindDeviceInfoOrList", HeadwindDeviceInfoSerializer)
 
 
