@@ -77,6 +77,8 @@ class FleetPatchCursorPagination(CursorPagination):
         requested = request.query_params.get(self.ordering_param)
         if requested is None:
             return ("id",)
+        if not requested:
+            raise ValidationError({self.ordering_param: [EMPTY_VALUE_MESSAGE]})
         field = requested.lstrip("-")
         if field not in allowed:
             raise ValidationError(

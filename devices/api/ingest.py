@@ -360,7 +360,7 @@ class CheckInCursorPagination(FleetPatchCursorPagination):
     """A device's check-ins, newest first by default."""
 
     def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
-        if not request.query_params.get(self.ordering_param):
+        if self.ordering_param not in request.query_params:
             return ("-reported_at", "-id")
         return super().get_ordering(request, queryset, view)
 
