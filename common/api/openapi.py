@@ -96,6 +96,9 @@ class FleetPatchAutoSchema(AutoSchema):
             errors["413"] = OpenApiResponse(
                 ErrorSerializer, description=gettext("The request body is over the size limit.")
             )
+            errors["415"] = OpenApiResponse(
+                ErrorSerializer, description=gettext("A body that is not JSON (Content-Type: application/json).")
+            )
         for code, response in errors.items():
             if code not in responses:
                 responses[code] = self._get_response_for_code(response, code, direction=direction)
