@@ -1,8 +1,10 @@
 """Serializer fields for what comes from outside: text and dates as FleetPatch stores them (issue #15).
 
-Every serializer that validates input declares its text with :class:`TextField` and its dates with
-:class:`BoundedDateField` / :class:`BoundedDateTimeField` (``tests/common/api/test_fields.py`` reads them
-all): a control character is a field error, and so is a date outside :mod:`common.dates`' range.
+Every serializer that validates input declares its text with :class:`TextField` (FleetPatch's own formats:
+:class:`StrictCharField`, which also refuses numbers) and its dates with :class:`BoundedDateField` /
+:class:`BoundedDateTimeField` (``tests/common/api/test_fields.py`` reads them all): a control character is a
+field error, and so is a date outside :mod:`common.dates`' range. Stricter than DRF's, so that a request body
+means what the schema says it means.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -31,6 +34,29 @@ class TextField(serializers.CharField):
             return clean_text(value)
         except DjangoValidationError as error:
             raise serializers.ValidationError(error.messages, code="forbidden_character") from None
+
+
+class StrictCharField(TextField):
+    """Text, and only text: DRF's CharField turns 123 into "123" and 1.5 into "1.5", so a serial sent as a
+    number (its leading zeros already lost by the sender's JSON encoder) would be stored as another serial.
+    The schema says ``type: string``; a number is a 400 naming the field."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class RejectUnknownFieldsMixin:
+    """Unknown or read-only fields are an error, not silently ignored: a client trying to set
+    ``compliance_status`` must learn that it cannot. The schema says so (``additionalProperties: false``,
+    common.api.openapi)."""
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - set(self.fields))  # type: ignore[attr-defined]
+        if unknown:
+            raise serializers.ValidationError({field: [gettext("This field cannot be set here.")] for field in unknown})
+        return super().validate(attrs)  # type: ignore[misc]
 
 
 class BoundedDateField(serializers.DateField):

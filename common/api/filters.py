@@ -1,4 +1,5 @@
-"""Filters every list endpoint shares: ids bounded like database ids, moments in UTC, strict booleans."""
+"""Filters every list endpoint shares: ids bounded like database ids, moments in UTC, strict booleans, and
+one FilterSet base that refuses an empty value (``?serial=``) instead of reading it as "no filter"."""
 
 from __future__ import annotations
 
@@ -9,8 +10,33 @@ import django_filters
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
+
+EMPTY_VALUE_MESSAGE = _("Give a value, or leave the parameter out to not filter on it.")
+
+
+class _NoEmptyValuesForm(forms.Form):
+    """A filter given an empty value is an error naming the parameter: a client that sends ``?fleet=`` has lost
+    the value it meant to send, and silently listing everything would hide that (the schema says so too:
+    text filters have ``minLength: 1``, the others a type or a format an empty value does not match)."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for name in self.fields:
+            values = self.data.getlist(name) if hasattr(self.data, "getlist") else [self.data.get(name)]
+            if name in self.data and any(value in ("", None) for value in values):
+                self.add_error(name, forms.ValidationError(EMPTY_VALUE_MESSAGE, code="empty"))
+        return cleaned
+
+
+class FilterSet(django_filters.FilterSet):
+    """The base of every API FilterSet (see ``_NoEmptyValuesForm``)."""
+
+    def get_form_class(self) -> type[forms.Form]:
+        form_class = super().get_form_class()
+        return type(f"{form_class.__name__}NoEmpty", (_NoEmptyValuesForm, form_class), {})
 
 
 # The bounds are in the schema too: a client (or a fuzzer) reading it must not expect "0" to be accepted.

@@ -11,6 +11,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+from common.api.fields import RejectUnknownFieldsMixin
+
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text=_("What went wrong, for a person to read."))
@@ -26,7 +28,43 @@ FIELD_ERRORS = OpenApiResponse(
 
 
 class FleetPatchAutoSchema(AutoSchema):
-    """Adds the error responses every endpoint can give, so clients see their shapes in the schema."""
+    """Adds the error responses every endpoint can give, so clients see their shapes in the schema, and says
+    that no query parameter may be empty (``common.api.filters.FilterSet`` refuses ``?serial=`` with a 400)."""
+
+    def _get_parameters(self) -> list[dict]:
+        parameters = super()._get_parameters()
+        for parameter in parameters:
+            schema = parameter.get("schema", {})
+            if parameter["in"] != "query":
+                continue
+            if schema.get("type") == "string" and not ({"enum", "format", "pattern"} & set(schema)):
+                schema.setdefault("minLength", 1)
+        return parameters
+
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> dict:
+        result = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(serializer, RejectUnknownFieldsMixin):
+            result["additionalProperties"] = False
+        return result
+
+    def _map_serializer(self, serializer: Any, direction: str, bypass_extensions: bool = False) -> dict:
+        result = super()._map_serializer(serializer, direction, bypass_extensions)
+        # Request alternatives that overlap (an object with optional fields only, and a Pub/Sub envelope the
+        # same object could be) are anyOf: under oneOf, a body matching both would be invalid.
+        if getattr(serializer, "alternatives_may_overlap", False) and "oneOf" in result:
+            result["anyOf"] = result.pop("oneOf")
+        return result
+
+    def _unwrap_list_serializer(self, serializer: Any, direction: str) -> dict | None:
+        # drf-spectacular drops a list's min_length/max_length inside a PolymorphicProxySerializer (the
+        # ingestion bodies' "one report or a list"): without them, [] and 1,001 reports looked valid.
+        result = super()._unwrap_list_serializer(serializer, direction)
+        if result and isinstance(serializer, serializers.ListSerializer):
+            if serializer.min_length is not None:
+                result["minItems"] = serializer.min_length
+            if serializer.max_length is not None:
+                result["maxItems"] = serializer.max_length
+        return result
 
     def _get_response_bodies(self, direction: str = "response") -> dict:
         responses = super()._get_response_bodies(direction)
@@ -57,6 +95,9 @@ class FleetPatchAutoSchema(AutoSchema):
         if writes:
             errors["413"] = OpenApiResponse(
                 ErrorSerializer, description=gettext("The request body is over the size limit.")
+            )
+            errors["415"] = OpenApiResponse(
+                ErrorSerializer, description=gettext("A body that is not JSON (Content-Type: application/json).")
             )
         for code, response in errors.items():
             if code not in responses:

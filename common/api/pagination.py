@@ -14,6 +14,8 @@ from django.utils.translation import gettext
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
+from common.api.filters import EMPTY_VALUE_MESSAGE
+
 if TYPE_CHECKING:
     from rest_framework.request import Request
     from rest_framework.views import APIView
@@ -43,6 +45,9 @@ class FleetPatchCursorPagination(CursorPagination):
             raise NotFound(self.invalid_cursor_message) from None
 
     def decode_cursor(self, request: Request) -> Any:
+        if request.query_params.get(self.cursor_query_param) == "":
+            # An empty cursor decodes to the first page: a client that lost its cursor must learn it.
+            raise ValidationError({self.cursor_query_param: [EMPTY_VALUE_MESSAGE]})
         cursor = super().decode_cursor(request)
         if cursor is not None and cursor.position is not None and "\x00" in cursor.position:
             # PostgreSQL cannot compare text with NUL: refuse it before it reaches the database.
@@ -70,8 +75,10 @@ class FleetPatchCursorPagination(CursorPagination):
     def get_ordering(self, request: Request, queryset: Any, view: APIView) -> tuple[str, ...]:
         allowed: tuple[str, ...] = getattr(view, "ordering_fields", ("id",))
         requested = request.query_params.get(self.ordering_param)
-        if not requested:
+        if requested is None:
             return ("id",)
+        if not requested:
+            raise ValidationError({self.ordering_param: [EMPTY_VALUE_MESSAGE]})
         field = requested.lstrip("-")
         if field not in allowed:
             raise ValidationError(

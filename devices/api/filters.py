@@ -4,13 +4,13 @@ import django_filters
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from common.api.filters import BoolFilter, IdFilter, UtcDateTimeFilter
+from common.api.filters import BoolFilter, FilterSet, IdFilter, UtcDateTimeFilter
 from devices.choices import BatteryEventKind, BatteryStatus, ComplianceStatus
 from devices.models import BatteryEvent, Device
 from updates.models import DeviceModel
 
 
-class DeviceFilterSet(django_filters.FilterSet):
+class DeviceFilterSet(FilterSet):
     compliance_status = django_filters.MultipleChoiceFilter(
         choices=ComplianceStatus.choices, help_text=_("One or more statuses (repeat the parameter).")
     )
@@ -59,7 +59,7 @@ class DeviceFilterSet(django_filters.FilterSet):
         return queryset.filter(model_id__in=DeviceModel.objects.names().candidates(value))
 
 
-class BatteryEventFilterSet(django_filters.FilterSet):
+class BatteryEventFilterSet(FilterSet):
     device_id = IdFilter(field_name="device_id", help_text=_("Device id."))
     serial = django_filters.CharFilter(field_name="device__serial", help_text=_("Device serial number."))
     kind = django_filters.ChoiceFilter(choices=BatteryEventKind.choices)

@@ -22,12 +22,14 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
+    extend_schema_field,
 )
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.api.filters import EMPTY_VALUE_MESSAGE
 from common.api.openapi import ErrorSerializer
 from common.api.pagination import FleetPatchCursorPagination
 from common.db_router import reads_from_replica
@@ -47,11 +49,6 @@ from fleet.api.permissions import client_has_scope
 from fleet.api.pubsub_auth import PubSubPushAuthentication
 from fleet.api.views import ApiViewMixin
 from fleet.choices import Scope
-
-
-class BatchTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "batch_too_large"
 
 
 # --- Schema serializers ----------------------------------------------------------------------------
@@ -110,10 +107,18 @@ class CheckInSerializer(serializers.ModelSerializer):
 def _items(body: Any) -> tuple[list, bool]:
     """The reports of a body and whether it was a list; a list over the limit stores nothing."""
     if isinstance(body, list):
+        # Too many items is invalid input, as the schema's maxItems says (a 413 is for a body over
+        # API_MAX_BODY_BYTES, whatever it holds).
         if len(body) > MAX_BATCH:
-            raise BatchTooLarge(
-                gettext("A request holds at most %(limit)d reports; this one has %(count)d. Nothing was stored.")
-                % {"limit": MAX_BATCH, "count": len(body)}
+            raise exceptions.ValidationError(
+                {
+                    "non_field_errors": [
+                        gettext(
+                            "A request holds at most %(limit)d reports; this one has %(count)d. Nothing was stored."
+                        )
+                        % {"limit": MAX_BATCH, "count": len(body)}
+                    ]
+                }
             )
         if not body:
             raise exceptions.ValidationError(
@@ -204,54 +209,65 @@ _INGEST_400 = {
 
 
 # --- Request bodies, as the senders send them (only the fields FleetPatch reads; the rest is ignored) --
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}]})
+class HeadwindIdField(serializers.JSONField):
+    """Headwind sends its device id as text or as a number, and both are read as the same id."""
+
+
 class HeadwindDeviceInfoSerializer(serializers.Serializer):
     """Headwind MDM's DeviceInfo (com.hmdm.launcher.json.DeviceInfo), as its launcher posts it."""
 
-    deviceId = serializers.CharField(
+    deviceId = HeadwindIdField(
         required=False,
         help_text=_("Headwind's id of the device: kept, and used to find it when its serial is a placeholder."),
     )
-    number = serializers.CharField(required=False, help_text=_("The same id, as Headwind's server names it."))
+    number = HeadwindIdField(required=False, help_text=_("The same id, as Headwind's server names it."))
     serial = serializers.CharField(
-        required=False, help_text=_('Serial number; a placeholder ("unknown"...) is ignored with a warning.')
+        required=False,
+        allow_blank=True,
+        help_text=_('Serial number; a placeholder ("unknown"...) is ignored with a warning.'),
     )
-    imei = serializers.CharField(required=False, help_text=_("An invalid IMEI is dropped with a warning."))
-    model = serializers.CharField(required=False, help_text=_("Used only to enrol a new device."))
-    androidVersion = serializers.CharField(required=False)
+    imei = serializers.CharField(
+        required=False, allow_blank=True, help_text=_("An invalid IMEI is dropped with a warning.")
+    )
+    model = serializers.CharField(required=False, allow_blank=True, help_text=_("Used only to enrol a new device."))
+    androidVersion = serializers.CharField(required=False, allow_blank=True)
     batteryLevel = serializers.IntegerField(
         required=False, help_text=_("0 to 100; a negative value means unknown, one over 100 is dropped with a warning.")
     )
-    launcherVersion = serializers.CharField(required=False)
+    launcherVersion = serializers.CharField(required=False, allow_blank=True)
     timestamp = serializers.IntegerField(
         required=False, help_text=_("Epoch milliseconds (or ISO 8601 text); absent: dated when received.")
     )
 
 
 class AmapiHardwareInfoSerializer(serializers.Serializer):
-    serialNumber = serializers.CharField(required=False)
-    brand = serializers.CharField(required=False)
-    manufacturer = serializers.CharField(required=False)
-    model = serializers.CharField(required=False)
+    serialNumber = serializers.CharField(required=False, allow_blank=True)
+    brand = serializers.CharField(required=False, allow_blank=True)
+    manufacturer = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True)
 
 
 class AmapiSoftwareInfoSerializer(serializers.Serializer):
-    androidVersion = serializers.CharField(required=False)
-    androidBuildNumber = serializers.CharField(required=False)
-    securityPatchLevel = serializers.CharField(required=False, help_text="YYYY-MM-DD")
-    androidDevicePolicyVersionName = serializers.CharField(required=False)
+    androidVersion = serializers.CharField(required=False, allow_blank=True)
+    androidBuildNumber = serializers.CharField(required=False, allow_blank=True)
+    securityPatchLevel = serializers.CharField(required=False, allow_blank=True, help_text="YYYY-MM-DD")
+    androidDevicePolicyVersionName = serializers.CharField(required=False, allow_blank=True)
 
 
 class AmapiTelephonyInfoSerializer(serializers.Serializer):
-    imei = serializers.CharField(required=False)
+    imei = serializers.CharField(required=False, allow_blank=True)
 
 
 class AmapiNetworkInfoSerializer(serializers.Serializer):
-    imei = serializers.CharField(required=False)
+    imei = serializers.CharField(required=False, allow_blank=True)
     telephonyInfos = AmapiTelephonyInfoSerializer(many=True, required=False)
 
 
 class AmapiPowerManagementEventSerializer(serializers.Serializer):
-    eventType = serializers.CharField(required=False, help_text=_("Only BATTERY_LEVEL_COLLECTED is read."))
+    eventType = serializers.CharField(
+        required=False, allow_blank=True, help_text=_("Only BATTERY_LEVEL_COLLECTED is read.")
+    )
     createTime = serializers.DateTimeField(required=False)
     batteryLevel = serializers.FloatField(required=False)
 
@@ -261,6 +277,7 @@ class AmapiDeviceSerializer(serializers.Serializer):
 
     name = serializers.CharField(
         required=False,
+        allow_blank=True,
         help_text=_(
             "enterprises/{enterprise}/devices/{device}: kept as the device's id in the Android Management API."
         ),
@@ -304,6 +321,7 @@ def _one_or_list(component: str, report: type[serializers.Serializer], *more: An
 
 _CHECKIN_REQUEST = _one_or_list("CheckInReportOrList", CheckInReportSerializer)
 _AMAPI_REQUEST = _one_or_list("AmapiDeviceOrListOrPush", AmapiDeviceSerializer, PubSubPushEnvelopeSerializer)
+_AMAPI_REQUEST.alternatives_may_overlap = True  # a push envelope is also a Device with unknown fields
 _HEADWIND_REQUEST = _one_or_list("HeadwindDeviceInfoOrList", HeadwindDeviceInfoSerializer)
 
 
@@ -317,14 +335,16 @@ def _ingest_responses(ok: PolymorphicProxySerializer) -> dict:
             ),
         ),
         201: OpenApiResponse(ItemResultSerializer, description=_("A single report, stored.")),
-        400: OpenApiResponse(_INGEST_400, description=_("A single report with errors, or an unreadable body.")),
-        405: OpenApiResponse(ErrorSerializer, description=_("A method other than the ones listed.")),
-        413: OpenApiResponse(
-            ErrorSerializer,
+        400: OpenApiResponse(
+            _INGEST_400,
             description=format_lazy(
-                _("A list of more than {limit} reports, or a body over API_MAX_BODY_BYTES; nothing was stored."),
+                _("A single report with errors, an empty list, a list over {limit} reports, or an unreadable body."),
                 limit=MAX_BATCH,
             ),
+        ),
+        405: OpenApiResponse(ErrorSerializer, description=_("A method other than the ones listed.")),
+        413: OpenApiResponse(
+            ErrorSerializer, description=_("A body over API_MAX_BODY_BYTES, whatever it holds; nothing was stored.")
         ),
         415: OpenApiResponse(
             ErrorSerializer, description=_("A body that is not JSON (Content-Type: application/json).")
@@ -340,7 +360,7 @@ class CheckInCursorPagination(FleetPatchCursorPagination):
     """A device's check-ins, newest first by default."""
 
     def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
-        if not request.query_params.get(self.ordering_param):
+        if self.ordering_param not in request.query_params:
             return ("-reported_at", "-id")
         return super().get_ordering(request, queryset, view)
 
@@ -359,7 +379,9 @@ class CheckInsView(ApiViewMixin, GenericAPIView):
             return CheckIn.objects.none()
         organisation_id = self.request.auth.organisation_id
         params = self.request.query_params
-        lookups = {name: params[name] for name in ("device", "serial", "imei") if params.get(name)}
+        lookups = {name: params[name] for name in ("device", "serial", "imei") if name in params}
+        if empty := [name for name, value in lookups.items() if not value]:
+            raise exceptions.ValidationError({name: [EMPTY_VALUE_MESSAGE] for name in empty})
         if not lookups:
             raise exceptions.ValidationError(
                 {"device": [gettext("Say whose check-ins: ?device=<id>, ?serial=<serial> or ?imei=<imei>.")]}
@@ -382,7 +404,7 @@ class CheckInsView(ApiViewMixin, GenericAPIView):
     @extend_schema(
         operation_id="checkins_list",
         parameters=[
-            OpenApiParameter("device", OpenApiTypes.INT, description=_("The device's id.")),
+            OpenApiParameter("device", {"type": "integer", "minimum": 1}, description=_("The device's id.")),
             OpenApiParameter("serial", OpenApiTypes.STR, description=_("The device's serial number.")),
             OpenApiParameter("imei", OpenApiTypes.STR, description=_("The device's IMEI.")),
         ],

@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.api.filters import IdFilter
+from common.api.filters import FilterSet, IdFilter
 from devices.choices import ObservedBuildState
 from devices.models import ObservedBuild
 from devices.services import observed_build_promote, observed_build_revoke
@@ -42,7 +42,7 @@ class ObservedBuildSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ObservedBuildFilterSet(django_filters.FilterSet):
+class ObservedBuildFilterSet(FilterSet):
     state = django_filters.MultipleChoiceFilter(
         choices=ObservedBuildState.choices, help_text=_("One or more states (repeat the parameter).")
     )

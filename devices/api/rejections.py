@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from rest_framework import mixins, serializers, viewsets
 
-from common.api.filters import UtcDateTimeFilter
+from common.api.filters import FilterSet, UtcDateTimeFilter
 from devices.choices import RejectionKind
 from devices.models import RejectedMessage
 from fleet.api.views import ApiViewMixin
@@ -39,7 +39,7 @@ class RejectedMessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RejectedMessageFilterSet(django_filters.FilterSet):
+class RejectedMessageFilterSet(FilterSet):
     reason = django_filters.ChoiceFilter(field_name="kind", choices=RejectionKind.choices)
     notification_type = django_filters.CharFilter(help_text=_("Exact notification type, e.g. STATUS_REPORT."))
     message_id = django_filters.CharFilter(help_text=_("Exact Pub/Sub message id."))

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from common.api.fields import BoundedDateTimeField, TextField
+from common.api.fields import BoundedDateTimeField, RejectUnknownFieldsMixin, StrictCharField
 from devices.choices import BatteryEventKind, BatteryStatus, ComplianceStatus
 from devices.models import BatteryEvent, Device
 from devices.validators import validate_imei, validate_serial
@@ -160,10 +160,10 @@ class DeviceModelField(FlexibleRelatedField):
 
 
 class DeviceEnrolSerializer(serializers.Serializer):
-    serial = TextField(max_length=64, validators=[validate_serial])
-    imei = TextField(max_length=15, required=False, allow_null=True, allow_blank=True, validators=[validate_imei])
-    asset_tag = TextField(max_length=64, required=False, allow_blank=True, default="")
-    assignee = TextField(max_length=200, required=False, allow_blank=True, default="")
+    serial = StrictCharField(max_length=64, validators=[validate_serial])
+    imei = StrictCharField(max_length=15, required=False, allow_null=True, allow_blank=True, validators=[validate_imei])
+    asset_tag = StrictCharField(max_length=64, required=False, allow_blank=True, default="")
+    assignee = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
     model = DeviceModelField(
         required=False, allow_null=True, help_text=_('Device model: id, slug or "Manufacturer Model" name.')
     )
@@ -171,23 +171,12 @@ class DeviceEnrolSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.STABLE)
 
 
-class RejectUnknownFieldsMixin:
-    """Unknown or read-only fields are an error, not silently ignored: a client trying to set
-    ``compliance_status`` must learn that it cannot."""
-
-    def validate(self, attrs: dict) -> dict:
-        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - set(self.fields))  # type: ignore[attr-defined]
-        if unknown:
-            raise serializers.ValidationError({field: [gettext("This field cannot be set here.")] for field in unknown})
-        return super().validate(attrs)  # type: ignore[misc]
-
-
 class DeviceUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """``PATCH /devices/{id}/``: assignment fields only; compliance and reported state are read-only."""
 
     fleet = FleetField(required=False, allow_null=True, help_text=_("Fleet of your organisation: id or slug."))
-    asset_tag = TextField(max_length=64, required=False, allow_blank=True)
-    assignee = TextField(max_length=200, required=False, allow_blank=True)
+    asset_tag = StrictCharField(max_length=64, required=False, allow_blank=True)
+    assignee = StrictCharField(max_length=200, required=False, allow_blank=True)
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
     model = DeviceModelField(
         required=False,
@@ -234,10 +223,10 @@ class BatteryEventCreateSerializer(serializers.Serializer):
     device = DeviceRefField(help_text=_("Device id, or its serial number."))
     kind = serializers.ChoiceField(choices=BatteryEventKind.choices, default=BatteryEventKind.REPLACEMENT)
     occurred_at = BoundedDateTimeField()
-    part_serial = TextField(max_length=100, required=False, allow_blank=True, default="")
+    part_serial = StrictCharField(max_length=100, required=False, allow_blank=True, default="")
     health_pct = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True)
-    reason = TextField(max_length=255, required=False, allow_blank=True, default="")
-    performed_by = TextField(max_length=200, required=False, allow_blank=True, default="")
+    reason = StrictCharField(max_length=255, required=False, allow_blank=True, default="")
+    performed_by = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
 
     def validate_occurred_at(self, value: dt.datetime) -> dt.datetime:
         if value > timezone.now() + dt.timedelta(minutes=5):

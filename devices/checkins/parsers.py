@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
-from common.api.fields import AwareDateTimeField, BoundedDateField, TextField
+from common.api.fields import AwareDateTimeField, BoundedDateField, StrictCharField
 from common.api.parsers import loads_storable_json
 from common.dates import EARLIEST_DATE, EARLIEST_PATCH_LEVEL, out_of_range
 from common.text import forbidden_character
@@ -102,21 +102,21 @@ class PayloadError(Exception):
 class CheckInReportSerializer(serializers.Serializer):
     """A check-in report in FleetPatch's own format (``POST /api/v1/checkins/``)."""
 
-    serial = TextField(max_length=64, required=False, allow_blank=True, default="")
-    imei = TextField(required=False, allow_null=True, allow_blank=True, default=None)
-    model = TextField(
+    serial = StrictCharField(max_length=64, required=False, allow_blank=True, default="")
+    imei = StrictCharField(required=False, allow_null=True, allow_blank=True, default=None)
+    model = StrictCharField(
         max_length=300, required=False, allow_blank=True, default="", help_text=_("Used only to enrol a new device.")
     )
     reported_at = AwareDateTimeField()
-    build_number = TextField(max_length=100, required=False, allow_blank=True, default="")
-    android_version = TextField(max_length=20, required=False, allow_blank=True, default="")
+    build_number = StrictCharField(max_length=100, required=False, allow_blank=True, default="")
+    android_version = StrictCharField(max_length=20, required=False, allow_blank=True, default="")
     security_patch_level = BoundedDateField(required=False, allow_null=True, default=None)
     battery_level = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True, default=None)
     battery_health = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True, default=None)
     battery_cycle_count = serializers.IntegerField(
         min_value=0, max_value=2_147_483_647, required=False, allow_null=True, default=None
     )
-    agent_version = TextField(max_length=50, required=False, allow_blank=True, default="")
+    agent_version = StrictCharField(max_length=50, required=False, allow_blank=True, default="")
 
     def validate_imei(self, value: str | None) -> str | None:
         if not value:

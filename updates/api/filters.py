@@ -4,12 +4,12 @@ import django_filters
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from common.api.filters import BoolFilter, IdFilter, UtcDateTimeFilter
+from common.api.filters import BoolFilter, FilterSet, IdFilter, UtcDateTimeFilter
 from updates.choices import Channel
 from updates.models import DeviceModel, OSBuild
 
 
-class DeviceModelFilterSet(django_filters.FilterSet):
+class DeviceModelFilterSet(FilterSet):
     manufacturer = django_filters.CharFilter(field_name="manufacturer__slug", help_text=_("Manufacturer slug."))
     slug = django_filters.CharFilter(help_text=_("Model slug."))
     name = django_filters.CharFilter(lookup_expr="icontains", help_text=_("Part of the name, any case."))
@@ -22,7 +22,7 @@ class DeviceModelFilterSet(django_filters.FilterSet):
         fields = ["manufacturer", "slug", "name", "security_support_until_before"]
 
 
-class BuildFilterSet(django_filters.FilterSet):
+class BuildFilterSet(FilterSet):
     model = django_filters.CharFilter(method="filter_model", help_text=_("Device model slug or name."))
     model_id = IdFilter(field_name="model_id", help_text=_("Device model id."))
     build_number = django_filters.CharFilter(help_text=_("Exact build number."))

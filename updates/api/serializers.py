@@ -7,7 +7,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from common.api.fields import BoundedDateField, BoundedDateTimeField, TextField
+from common.api.fields import BoundedDateField, BoundedDateTimeField, StrictCharField, TextField
 from updates.choices import Channel
 from updates.models import DeviceModel, Manufacturer, OSBuild
 from updates.validators import validate_patch_level_not_in_future
@@ -62,7 +62,7 @@ class DeviceModelSerializer(serializers.ModelSerializer):
 class AliasSerializer(serializers.Serializer):
     """Input of ``POST /models/<id>/aliases/`` and ``/manufacturer-aliases/``: one more name."""
 
-    name = TextField(max_length=100, help_text=_('The name as MDMs report it ("SM-G556B", "Zebra").'))
+    name = StrictCharField(max_length=100, help_text=_('The name as MDMs report it ("SM-G556B", "Zebra").'))
 
 
 class BuildSummarySerializer(serializers.ModelSerializer):
@@ -102,8 +102,8 @@ class BuildPublishSerializer(serializers.Serializer):
     model = serializers.PrimaryKeyRelatedField(
         queryset=DeviceModel.objects.all(), help_text=_("Id of the device model (see /models/).")
     )
-    build_number = TextField(max_length=100)
-    android_version = TextField(max_length=20, required=False, allow_blank=True, default="")
+    build_number = StrictCharField(max_length=100)
+    android_version = StrictCharField(max_length=20, required=False, allow_blank=True, default="")
     security_patch_level = BoundedDateField(validators=[validate_patch_level_not_in_future])
     released_at = BoundedDateTimeField(required=False, help_text=_("Default: now."))
     channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.STABLE)

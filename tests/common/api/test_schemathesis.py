@@ -3,6 +3,18 @@ ones, and ones that break the schema on purpose) never get a 5xx, and every answ
 documents (status code, content type, body), with a token that has every scope and an organisation
 whose rows the generated ids and serials really hit.
 
+The schema says exactly what the API does, both ways: a request the schema allows is accepted
+(``positive_data_acceptance``) and one it forbids is refused (``negative_data_rejection``,
+``missing_required_header``). Two exceptions, both checked as strictly as they can be:
+- a 400 the schema cannot express, naming the field: a reference to a row that does not exist (or is
+  another organisation's), a placeholder serial, a serial or alias already taken (``SEMANTIC_FIELDS``);
+- a batch of reports is answered item by item (one bad item never loses the good ones): a list holding an
+  item the schema forbids is a 200 whose results report errors (``batch_items_answered_one_by_one``).
+A value that breaks the edge's rules (a control character, a date outside 2000-2099: docs/api.md, "What the
+API stores") is refused naming its field wherever it is sent; such a refusal is excused too.
+Text never holds NUL (every JSON string and query value with one is a 400, tests/common/api/test_errors.py),
+which the schema does not spell out on every string: none is generated here.
+
 Reproducible: the hypothesis profile ``ci`` (tests/conftest.py) derandomizes generation, so a failure in
 CI fails the same way on a laptop. ``FUZZ_EXAMPLES`` raises the number of examples per operation, and
 ``HYPOTHESIS_PROFILE=explore`` draws new ones on every run (README "Running the tests").
@@ -21,19 +33,27 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from hypothesis import HealthCheck, settings
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import AcceptedNegativeData
 from schemathesis.specs.openapi.checks import (
+    RejectedPositiveData,
     content_type_conformance,
     ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
     unsupported_method,
 )
 
+from common.dates import EARLIEST_DATE, EARLIEST_PATCH_LEVEL, out_of_range
+from common.text import forbidden_character
 from tests.api_personas import ALL_SCOPES, make_client
 from tests.factories import (
     BatteryEventFactory,
@@ -44,11 +64,13 @@ from tests.factories import (
     OSBuildFactory,
 )
 
-# 25 examples per operation keep the whole file near 20 s on SQLite (CI's budget is 60 s per run).
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+# 15 fuzzed examples per operation, on top of the coverage phase's boundary cases (which max_examples does not
+# bound), keep the file near 60 s of CPU on SQLite; FUZZ_EXAMPLES=500 for a longer local run.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 
 # Loaded from the running application, as a client would: the schema under test is the one served.
 schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", get_wsgi_application())
+schema.config.generation.update(allow_x00=False)
 
 # What organisation B owns, which nothing organisation A's client receives may ever contain.
 B_SECRETS = ("B-SECRET-SERIAL", "b-secret-fleet", "B.SECRET.BUILD")
@@ -56,6 +78,8 @@ B_SECRETS = ("B-SECRET-SERIAL", "b-secret-fleet", "B.SECRET.BUILD")
 # Rows the generated path parameters are pointed at, filled by the ``world`` fixture before any example
 # is drawn: {"devices": [ids...], "serial": [...], ...}, organisation A's first, then B's (which must 404).
 KNOWN: dict[str, list[Any]] = {}
+# Body field -> organisation A's values for it (ids, serials, slugs), filled by ``world`` too.
+GOOD_REFERENCES: dict[str, list[Any]] = {}
 
 # Path segment of an operation -> KNOWN key of the ids that segment's {id} names.
 RESOURCES = {
@@ -99,6 +123,123 @@ def never_shows_another_organisations_rows(ctx: Any, response: Any, case: Any) -
     return None
 
 
+# Per operation, the fields whose schema-valid value may still be refused with a 400 naming them, because
+# the value names no row of the client's organisation (or one already taken). The rest must be accepted.
+# Rules across fields (a replacement carries no reading; say whose check-ins; a serial or an IMEI) and
+# uniqueness ("non_field_errors": already enrolled, already published) are there too.
+SEMANTIC_FIELDS = {
+    ("GET", "/api/v1/compliance/time-to-patch/"): {"model"},
+    ("GET", "/api/v1/checkins/"): {"device"},
+    ("POST", "/api/v1/battery-events/"): {"device", "health_pct", "occurred_at"},
+    ("POST", "/api/v1/builds/"): {"model", "non_field_errors", "security_patch_level", "released_at"},
+    ("POST", "/api/v1/checkins/"): {"serial", "imei", "reported_at", "security_patch_level"},
+    ("POST", "/api/v1/ingest/headwind/"): {"serial", "imei", "deviceId", "number", "timestamp"},
+    ("POST", "/api/v1/ingest/amapi/"): {
+        "hardwareInfo.serialNumber",
+        "networkInfo.imei",
+        "name",
+        "lastStatusReportTime",
+        "softwareInfo.securityPatchLevel",
+    },
+    ("POST", "/api/v1/devices/"): {"model", "fleet", "serial", "imei", "non_field_errors"},
+    ("PATCH", "/api/v1/devices/{id}/"): {"model", "fleet"},
+    ("POST", "/api/v1/models/{id}/aliases/"): {"__all__", "name"},
+    ("POST", "/api/v1/models/{id}/manufacturer-aliases/"): {"__all__", "name"},
+}
+
+# Body fields that name a row, and the values (organisation A's rows) a positive example is pointed at.
+REFERENCE_FIELDS = {"device": "devices", "model": "models", "fleet": "fleets"}
+
+
+def _sent(case: Any, name: str) -> Any:
+    if isinstance(case.body, dict):
+        value: Any = case.body
+        for part in name.split("."):  # "hardwareInfo.serialNumber": the ingestion names nested fields so
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            return value
+    return (case.query or {}).get(name)
+
+
+def _breaks_an_edge_rule(field: str, value: Any) -> bool:
+    """Whether the value breaks a rule every way in applies and the schema does not spell out on every string
+    (docs/api.md, "What the API stores"): a character text cannot hold, a date outside 2000-2099 (a security
+    patch level before 2010)."""
+    if not isinstance(value, str):
+        return False
+    if forbidden_character(value) is not None:
+        return True
+    try:
+        moment = parse_datetime(value) if "T" in value else None
+        day = moment or parse_date(value)
+    except ValueError:
+        return False
+    earliest = EARLIEST_PATCH_LEVEL if "patch" in field.lower() else EARLIEST_DATE
+    return day is not None and out_of_range(day, earliest=earliest) is not None
+
+
+# Moments and dates refused when they are in the future (a report, an event, a patch level): the schema has
+# no "at most now". Such a field is excused only when the value sent is really after now.
+NOT_IN_THE_FUTURE = {"occurred_at", "reported_at", "security_patch_level", "released_at"}
+
+
+def _in_the_future(value: Any) -> bool:
+    if not isinstance(value, str):
+        return True  # the reading an ingestion parser gives a value it could not parse is not the schema's
+    moment = parse_datetime(value) if "T" in value else None
+    if moment is not None:
+        return timezone.is_naive(moment) or moment > timezone.now()
+    day = parse_date(value)
+    return day is None or day > timezone.now().date()
+
+
+def _names_a_known_row(field: str, value: Any) -> bool:
+    """Whether the value is one of organisation A's rows (an id, a serial, a slug), which must be accepted."""
+    if field in NOT_IN_THE_FUTURE:
+        return not _in_the_future(value)
+    if field == "serial":
+        return False  # an enrolment's serial is refused when taken, accepted when new: both are right
+    return value in GOOD_REFERENCES.get(field, ())
+
+
+@schemathesis.check
+def positive_data_accepted_unless_it_names_no_row(ctx: Any, response: Any, case: Any) -> bool | None:
+    """positive_data_acceptance, except a 400 naming only fields of SEMANTIC_FIELDS whose values name no row."""
+    try:
+        return positive_data_acceptance(ctx, response, case)
+    except RejectedPositiveData:
+        allowed = SEMANTIC_FIELDS.get((case.method.upper(), case.operation.path), set())
+        body = response.json() if response.status_code == 400 else None
+        if isinstance(body, dict) and body.get("status") == "error":
+            body = body["errors"]  # a single report's result (the ingestion endpoints)
+        if isinstance(body, dict) and body:
+            # Each field named is excused by the edge's rules (its value really breaks one), or is one whose
+            # value really names no row; any other refusal of schema-valid data fails.
+            semantic = {field for field in body if not _breaks_an_edge_rule(field, _sent(case, field))}
+            if semantic <= allowed and not any(_names_a_known_row(field, _sent(case, field)) for field in semantic):
+                return None
+        raise
+
+
+@schemathesis.check
+def negative_data_refused_or_answered_item_by_item(ctx: Any, response: Any, case: Any) -> bool | None:
+    """negative_data_rejection, except a list of reports (answered 200, item by item) must report an error
+    for at least one item, and for every item that is not an object."""
+    try:
+        return negative_data_rejection(ctx, response, case)
+    except AcceptedNegativeData:
+        if response.status_code != 200 or not isinstance(case.body, list):
+            raise
+        answer = response.json()
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(case.body) or not answer.get("errors"):
+            raise
+        for item, result in zip(case.body, results, strict=True):
+            if not isinstance(item, dict) and result["status"] != "error":
+                raise
+        return None
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -107,6 +248,9 @@ CHECKS = [
     response_headers_conformance,
     ignored_auth,
     unsupported_method,
+    missing_required_header,
+    positive_data_accepted_unless_it_names_no_row,
+    negative_data_refused_or_answered_item_by_item,
     never_shows_another_organisations_rows,
 ]
 
@@ -160,6 +304,12 @@ def world(db, monkeypatch) -> Iterator[str]:
         serial=["A-0001", "A-0002", B_SECRETS[0]],
         imei=[reported.imei, device_b.imei],
     )
+    GOOD_REFERENCES.clear()
+    GOOD_REFERENCES.update(
+        device=[reported.pk, silent.pk, "A-0001", "A-0002"],
+        model=[model.pk, other_model.pk, "core-z5", "eol-phone"],
+        fleet=[fleet_a.pk, "north"],
+    )
     # Requests go through the real WSGI handler (CSRF and all, as a client meets them), which closes the
     # database connection after each one: in a test, the connection holding the test's transaction.
     # Django's test client detaches the same receiver around each of its requests (and reattaches it,
@@ -178,4 +328,12 @@ def world(db, monkeypatch) -> Iterator[str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_every_operation_answers_as_its_schema_says_and_never_with_a_5xx(case: schemathesis.Case, world: str) -> None:
+    if case.meta is not None and case.meta.generation.mode.is_positive and isinstance(case.body, dict):
+        # Two positive examples in three name organisation A's rows, so the accepted path is exercised too.
+        for field in REFERENCE_FIELDS.keys() & case.body.keys():
+            drawn = case.body[field]
+            # Of the drawn value's type: a pk-only field stays a number, a name stays text.
+            good = [v for v in GOOD_REFERENCES[field] if type(v) is type(drawn)]
+            if good and len(str(drawn)) % 3:
+                case.body[field] = good[len(str(drawn)) % len(good)]
     case.call_and_validate(headers={"Authorization": f"Bearer {world}"}, checks=CHECKS)
