@@ -143,6 +143,9 @@ SEMANTIC_FIELDS = {
     },
     ("POST", "/api/v1/devices/"): {"model", "fleet", "serial", "imei", "non_field_errors"},
     ("PATCH", "/api/v1/devices/{id}/"): {"model", "fleet"},
+    # An observed build on which no device reported a patch level (the check-ins the examples post record
+    # such builds) cannot be promoted: the catalogue needs one.
+    ("POST", "/api/v1/observed-builds/{id}/promote/"): {"security_patch_level"},
     ("POST", "/api/v1/models/{id}/aliases/"): {"__all__", "name"},
     ("POST", "/api/v1/models/{id}/manufacturer-aliases/"): {"__all__", "name"},
 }
