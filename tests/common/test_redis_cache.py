@@ -20,12 +20,8 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 def redis_server() -> Iterator[PrivateRedis]:
     require_service(shutil.which("redis-server") is not None, "redis-server is not installed")
-    server = PrivateRedis()
-    server.start()
-    try:
+    with PrivateRedis.running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def cache_on(server: PrivateRedis, backend: type[RedisCache]) -> RedisCache:

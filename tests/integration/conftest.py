@@ -98,13 +98,8 @@ def private_redis(real_services) -> Iterator:
     from tests.integration.processes import PrivateRedis
 
     require_service(shutil.which("redis-server") is not None, "redis-server is not installed")
-    server = PrivateRedis()
-    server.start()
-    try:
+    with PrivateRedis.running() as server:
         yield server
-    finally:
-        if server.process is not None:
-            server.stop()
 
 
 @pytest.fixture

@@ -88,6 +88,18 @@ class PrivateRedis:
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls) -> Iterator[PrivateRedis]:
+        """A started server, stopped on the way out (unless the test stopped it already)."""
+        server = cls()
+        server.start()
+        try:
+            yield server
+        finally:
+            if server.process is not None:
+                server.stop()
+
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
