@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 from django.utils.translation import gettext
 
+from common.api.exceptions import RETRY_AFTER_SECONDS  # the API's 503s and these ask for the same wait
 from common.db import (
     close_failed_connections,
     close_interrupted_connections,
@@ -31,9 +32,6 @@ from common.db import (
 from common.deadline import DeadlineExceeded, deadline
 
 logger = logging.getLogger(__name__)
-
-# Seconds a client is asked to wait before retrying (a restart or a failover takes about that).
-RETRY_AFTER_SECONDS = 10
 
 
 def unavailable_response(request: HttpRequest, message: str) -> HttpResponse:
