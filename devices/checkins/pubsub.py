@@ -103,8 +103,8 @@ def _ingest_once(*, organisation_id: int, api_client_id: int | None, envelope: d
     if "data" not in message or (kind and kind not in DEVICE_NOTIFICATIONS):
         return result
 
-    def reject(kind_of_error: str, errors: dict[str, list[str]], payload: Any) -> PushResult:
-        rejected = RejectedMessage.objects.create(
+    def record(kind_of_error: str, errors: dict[str, list[str]], payload: Any) -> RejectedMessage:
+        return RejectedMessage.objects.create(
             organisation_id=organisation_id,
             api_client_id=api_client_id,
             source=CheckInSource.AMAPI,
@@ -114,6 +114,9 @@ def _ingest_once(*, organisation_id: int, api_client_id: int | None, envelope: d
             errors=errors,
             raw=bounded_raw(payload),
         )
+
+    def reject(kind_of_error: str, errors: dict[str, list[str]], payload: Any) -> PushResult:
+        rejected = record(kind_of_error, errors, payload)
         result.status, result.errors, result.rejected_message_id = PushOutcome.REJECTED, errors, rejected.pk
         return result
 
@@ -137,16 +140,7 @@ def _ingest_once(*, organisation_id: int, api_client_id: int | None, envelope: d
     # the name it reported (Device.reported_model), and every report of it would repeat the same warning.
     doubts = {field: reasons for field, reasons in (item.warnings or {}).items() if field != "model"}
     if doubts:
-        RejectedMessage.objects.create(
-            organisation_id=organisation_id,
-            api_client_id=api_client_id,
-            source=CheckInSource.AMAPI,
-            notification_type=kind,
-            message_id=message_id,
-            kind=RejectionKind.WARNING,
-            errors=doubts,
-            raw=bounded_raw(device),
-        )
+        record(RejectionKind.WARNING, doubts, device)
     result.status, result.item = item.status, item
     return result
 
